@@ -1,0 +1,126 @@
+"""Self-assessment: the model judges whether a passage answers the query.
+
+As in the paper, relevance is ``1 - exp(-L)`` where ``L`` is the mean token loss of the refusal
+answer (``cannot extract answer``) after the passage: a model that would rather *not* refuse finds
+the passage relevant. The query prefix is encoded once and its key/value cache is shared by all
+passages of a batch. Passages need not be in the trie, so results of other retrievers can be
+reranked.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._compat import cache_kwarg
+from .rendering import Renderer
+
+
+@dataclass(frozen=True)
+class AssessmentConfig:
+    """How passages are scored for relevance."""
+
+    batch_size: int = 16
+    """Passages scored per forward pass (they share the query's cache)."""
+    max_passage_words: int = 300
+    """Longer passages are cut to this many words before scoring (the start carries the topic)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"AssessmentConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_passage_words < 1:
+            raise ValueError(
+                f"AssessmentConfig.max_passage_words must be >= 1, got {self.max_passage_words}"
+            )
+
+
+def _cut_words(text: str, limit: int) -> str:
+    words = text.split(" ")
+    return text if len(words) <= limit else " ".join(words[:limit])
+
+
+class SelfAssessor:
+    """Scores (query, passage) relevance with the refusal likelihood, in batches."""
+
+    def __init__(
+        self, model: Any, renderer: Renderer, config: AssessmentConfig | None = None
+    ) -> None:
+        self.model = model
+        self.renderer = renderer
+        self.config = config or AssessmentConfig()
+        self.pad_token_id = int(
+            renderer.tokenizer.pad_token_id
+            if renderer.tokenizer.pad_token_id is not None
+            else renderer.eos_id
+        )
+        self.forward_passes = 0
+        self._cache_kwarg = cache_kwarg(model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def refusal_loss(self, query: str, passages: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Mean token loss of the refusal after each ``(title, text)``."""
+        if not passages:
+            return np.zeros(0, dtype=np.float64)
+        from transformers import DynamicCache
+
+        renderer, device = self.renderer, self.device
+        prompt = renderer.encode_prompt(query)
+        refusal = renderer.refusal_ids()
+        losses = np.zeros(len(passages), dtype=np.float64)
+        with torch.inference_mode():
+            prompt_ids = torch.as_tensor([prompt], dtype=torch.long, device=device)
+            prompt_cache = DynamicCache()
+            self.model(input_ids=prompt_ids, **{self._cache_kwarg: prompt_cache}, use_cache=True)
+            self.forward_passes += 1
+            for start in range(0, len(passages), self.config.batch_size):
+                batch = passages[start : start + self.config.batch_size]
+                contexts = [
+                    renderer.assessment_context_ids(
+                        title, _cut_words(text, self.config.max_passage_words)
+                    )
+                    for title, text in batch
+                ]
+                # Teacher-force context + refusal; token j of the refusal is predicted at
+                # position len(context) - 1 + j of the fed chunk.
+                chunks = [c + refusal[:-1] for c in contexts]
+                width = max(len(c) for c in chunks)
+                ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+                real = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, chunk in enumerate(chunks):
+                    ids[row, : len(chunk)] = torch.as_tensor(chunk)
+                    real[row, : len(chunk)] = 1
+                ids, real = ids.to(device), real.to(device)
+                cache = copy.deepcopy(prompt_cache)
+                cache.batch_repeat_interleave(len(batch))
+                attention = torch.cat(
+                    [torch.ones((len(batch), len(prompt)), dtype=torch.long, device=device), real],
+                    dim=1,
+                )
+                positions = len(prompt) + torch.arange(width, device=device)[None, :]
+                logits = self.model(
+                    input_ids=ids,
+                    attention_mask=attention,
+                    position_ids=positions.expand(len(batch), -1),
+                    **{self._cache_kwarg: cache},
+                    use_cache=True,
+                ).logits
+                self.forward_passes += 1
+                target = torch.as_tensor(refusal, device=device)
+                for row, context in enumerate(contexts):
+                    at = torch.arange(len(refusal), device=device) + len(context) - 1
+                    logp = torch.log_softmax(logits[row, at].float(), dim=-1)
+                    nll = -logp[torch.arange(len(refusal), device=device), target]
+                    losses[start + row] = float(nll.mean())
+        return losses
+
+    def relevance(self, query: str, passages: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Relevance in [0, 1): ``1 - exp(-L)`` with ``L`` the refusal's mean token loss."""
+        return 1.0 - np.exp(-self.refusal_loss(query, passages))

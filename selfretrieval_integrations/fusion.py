@@ -1,0 +1,56 @@
+"""Combining generation scores with self-assessment into one ranking score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+import numpy as np
+
+
+class Fusion(str, Enum):
+    """How the final score of a retrieved passage is computed."""
+
+    PAPER = "paper"
+    """softmax over titles of exp(title score)/T, times softmax within the title of relevance/T."""
+    LOGPROB = "logprob"
+    """Generation log-probability plus log(relevance): one probabilistic score."""
+    GENERATION = "generation"
+    """Generation log-probability only (no self-assessment; fastest)."""
+
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+def fuse_scores(
+    method: Fusion | str,
+    *,
+    title_keys: Sequence[object],
+    title_logprobs: np.ndarray,
+    logprobs: np.ndarray,
+    relevance: np.ndarray | None,
+    temperature: float = 0.4,
+) -> np.ndarray:
+    """Final scores of candidates (higher is better); ``title_keys`` group candidates by title."""
+    method = Fusion(method)
+    logprobs = np.asarray(logprobs, dtype=np.float64)
+    if method is Fusion.GENERATION or relevance is None:
+        return logprobs
+    relevance = np.asarray(relevance, dtype=np.float64)
+    if method is Fusion.LOGPROB:
+        return logprobs + np.log(np.clip(relevance, 1e-12, None))
+    if temperature <= 0:
+        raise ValueError(f"fusion temperature must be positive, got {temperature}")
+    groups: dict[object, list[int]] = {}
+    for i, key in enumerate(title_keys):
+        groups.setdefault(key, []).append(i)
+    keys = list(groups)
+    title_scores = np.array([np.exp(title_logprobs[groups[key][0]]) for key in keys])
+    title_probs = _softmax(title_scores / temperature)
+    scores = np.zeros(len(logprobs), dtype=np.float64)
+    for key, p_title in zip(keys, title_probs, strict=True):
+        members = np.asarray(groups[key])
+        scores[members] = p_title * _softmax(relevance[members] / temperature)
+    return scores

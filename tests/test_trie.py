@@ -1,0 +1,430 @@
+"""Golden tests: ``PassageTrie`` against a naive nested-dict trie on random data."""
+
+from __future__ import annotations
+
+import json
+import mmap as mmap_module
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from selfretrieval_integrations.errors import ArtifactError, CorpusError, QueryError
+from selfretrieval_integrations.trie import END_TOKEN, MAX_TOKEN_ID, PassageTrie
+
+# ---------------------------------------------------------------------------- naive reference
+
+
+class NaiveTrie:
+    """Cut-at-unique-depth semantics, written the obvious way on tuples and nested dicts."""
+
+    def __init__(self, keys: list[list[int]], titles: list[int] | None = None) -> None:
+        self.ext = [(*k, END_TOKEN) for k in keys]
+        self.titles = titles or [0] * len(keys)
+        distinct = sorted(set(self.ext))
+        self.cut: dict[tuple[int, ...], tuple[int, ...]] = {}
+        for key in distinct:
+            for length in range(1, len(key) + 1):
+                prefix = key[:length]
+                if not any(o != key and o[:length] == prefix for o in distinct):
+                    self.cut[key] = prefix
+                    break
+        self.passages: dict[tuple[int, ...], list[int]] = {}
+        for i, key in enumerate(self.ext):
+            self.passages.setdefault(self.cut[key], []).append(i)
+        # The nested-dict trie of the cut keys; "$" holds a leaf's passages.
+        self.root: dict = {}
+        for cut, ids in self.passages.items():
+            node = self.root
+            for token in cut:
+                node = node.setdefault(token, {})
+            node["$"] = ids
+
+    def next_tokens(self, prefix: tuple[int, ...], allowed: set[int] | None = None) -> list[int]:
+        node = self.root
+        for token in prefix:
+            if token not in node:
+                return []
+            node = node[token]
+        out = []
+        for token, child in node.items():
+            if token == "$":
+                continue
+            if allowed is None or self._any_allowed(child, allowed):
+                out.append(token)
+        return sorted(out)
+
+    def _any_allowed(self, node: dict, allowed: set[int]) -> bool:
+        return any(
+            (k == "$" and any(p in allowed for p in v))
+            or (k != "$" and self._any_allowed(v, allowed))
+            for k, v in node.items()
+        )
+
+    def identified(self, prefix: tuple[int, ...]) -> list[int]:
+        for cut, ids in self.passages.items():
+            if prefix[: len(cut)] == cut:
+                return ids
+        return []
+
+
+def all_prefixes(keys: list[list[int]]):
+    seen = set()
+    for key in keys:
+        ext = (*key, END_TOKEN)
+        for length in range(len(ext) + 2):
+            prefix = ext[:length] + ((7,) if length > len(ext) else ())
+            if prefix not in seen:
+                seen.add(prefix)
+                yield prefix
+
+
+def walk(trie: PassageTrie, cut: tuple[int, ...]) -> int:
+    """Follow ``cut`` from the root with children() and label() only."""
+    node, pos = trie.root, 0
+    while pos < len(cut):
+        tokens, nodes = trie.children(node)
+        i = int(np.searchsorted(tokens, cut[pos]))
+        assert i < len(tokens) and tokens[i] == cut[pos]
+        node = int(nodes[i])
+        label = trie.label(node).tolist()
+        assert label == list(cut[pos : pos + len(label)])
+        pos += len(label)
+    assert pos == len(cut)
+    return node
+
+
+def dfs_leaves(trie: PassageTrie, node: int = 0) -> list[int]:
+    tokens, nodes = trie.children(node)
+    if tokens.size == 0:
+        return [node]
+    return [leaf for child in nodes.tolist() for leaf in dfs_leaves(trie, child)]
+
+
+def check_structure(trie: PassageTrie, ref: NaiveTrie) -> None:
+    n = trie.n_nodes
+    assert len(trie.child_start) == n + 1 and trie.child_start[0] == 0
+    assert trie.child_start[-1] == n - 1 == len(trie.child_node)
+    assert sorted(trie.child_node.tolist()) == list(range(1, n))
+    assert trie.label_len[0] == 0 and trie.depth[0] == 0
+    leaves = dfs_leaves(trie)
+    assert trie.n_leaves == len(leaves) == len(ref.passages)
+    assert [int(trie.leaf_rank[x]) for x in leaves] == list(range(trie.n_leaves))
+    for node in range(n):
+        tokens, kids = trie.children(node)
+        assert np.all(np.diff(tokens) > 0), "children sorted by first token"
+        assert kids.size == 0 or np.all(kids > node), "pre-order numbering"
+        for token, kid in zip(tokens.tolist(), kids.tolist(), strict=True):
+            assert trie.label(kid)[0] == token
+            assert trie.depth[kid] == trie.depth[node] + trie.label_len[kid]
+        if kids.size:
+            assert trie.leaf_rank[node] == -1
+            assert trie.leaf_lo[node] == trie.leaf_lo[kids[0]]
+            assert trie.leaf_hi[node] == trie.leaf_hi[kids[-1]]
+            assert np.all(trie.leaf_hi[kids[:-1]] == trie.leaf_lo[kids[1:]]), "contiguous"
+            if node != 0:  # path compression: a unary node exists only to mark a title end
+                assert len(kids) >= 2 or trie.is_title_end[node]
+                assert trie.leaf_hi[node] - trie.leaf_lo[node] >= 2
+        else:
+            assert trie.label_len[node] == 1, "a leaf is one token below its parent"
+            assert trie.leaf_hi[node] == trie.leaf_lo[node] + 1 == trie.leaf_rank[node] + 1
+    assert trie.passage_start[0] == 0 and trie.passage_start[-1] == trie.n_passages
+    for rank in range(trie.n_leaves):
+        ids = trie.leaf_passages[trie.passage_start[rank] : trie.passage_start[rank + 1]]
+        assert ids.size and np.all(np.diff(ids) > 0)
+        assert np.all(trie.passage_leaf[ids] == rank)
+    assert sorted(trie.leaf_passages.tolist()) == list(range(trie.n_passages))
+
+
+def check_against_reference(trie: PassageTrie, keys: list[list[int]], ref: NaiveTrie) -> None:
+    assert len(trie) == len(keys)
+    check_structure(trie, ref)
+    for cut, ids in ref.passages.items():
+        leaf = walk(trie, cut)
+        assert trie.children(leaf)[0].size == 0
+        assert trie.passages_at(leaf).tolist() == ids
+        assert trie.path(leaf).tolist() == list(cut)
+        assert trie.lookup(list(cut)) == (leaf, 1)
+    for prefix in all_prefixes(keys):
+        assert trie.next_tokens(list(prefix)).tolist() == ref.next_tokens(prefix), prefix
+        assert trie.passage_ids_for_prefix(prefix).tolist() == ref.identified(prefix), prefix
+        in_trie = any(cut[: len(prefix)] == prefix for cut in ref.passages)
+        if in_trie:
+            node, offset = trie.lookup(prefix)
+            path = trie.path(node).tolist()
+            consumed = len(path) - int(trie.label_len[node]) + offset
+            assert path[:consumed] == list(prefix) and consumed == len(prefix)
+        else:
+            with pytest.raises(KeyError):
+                trie.lookup(prefix)
+
+
+def check_titles(trie: PassageTrie, keys: list[list[int]], ref: NaiveTrie) -> None:
+    expected = set()
+    for key, title in zip(ref.ext, ref.titles, strict=True):
+        cut = ref.cut[key]
+        if 0 < title <= len(cut):
+            expected.add(key[:title])
+    marked = {tuple(trie.path(n).tolist()) for n in np.flatnonzero(trie.is_title_end)}
+    assert marked == expected
+    for prefix in expected:  # the boundary is a real node end
+        node, offset = trie.lookup(prefix)
+        assert offset == trie.label_len[node] and trie.is_title_end[node]
+
+
+# ---------------------------------------------------------------------------- strategies
+
+SPECIAL_IDS = [0, 1, 0xD7FE, 0xD7FF, 0xD800, 0xDFFF, 0xE000, MAX_TOKEN_ID]
+
+
+@st.composite
+def corpora(draw, special: bool = False, long: bool = False):
+    vocab = st.sampled_from(SPECIAL_IDS) if special else st.integers(0, 3)
+    if long:
+        stem = draw(st.lists(vocab, min_size=15, max_size=45))
+        keys = [
+            stem[: draw(st.integers(0, len(stem)))] + draw(st.lists(vocab, max_size=4))
+            for _ in range(draw(st.integers(1, 12)))
+        ]
+        keys = [k if k else [1] for k in keys]
+    else:
+        keys = draw(st.lists(st.lists(vocab, min_size=1, max_size=6), min_size=1, max_size=25))
+    if draw(st.booleans()):  # exact duplicates
+        keys += [list(keys[i]) for i in draw(st.lists(st.integers(0, len(keys) - 1), max_size=4))]
+    titles = [draw(st.integers(0, len(k))) for k in keys]
+    return keys, titles
+
+
+FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# ---------------------------------------------------------------------------- golden tests
+
+
+@FAST
+@given(corpora())
+def test_matches_naive_trie(corpus):
+    keys, titles = corpus
+    trie = PassageTrie.build(keys, titles)
+    ref = NaiveTrie(keys, titles)
+    check_against_reference(trie, keys, ref)
+    check_titles(trie, keys, ref)
+
+
+@FAST
+@given(corpora(special=True))
+def test_matches_naive_trie_on_extreme_token_ids(corpus):
+    keys, titles = corpus
+    trie = PassageTrie.build(keys, titles)
+    check_against_reference(trie, keys, NaiveTrie(keys, titles))
+
+
+@settings(max_examples=60, deadline=None)
+@given(corpora(long=True))
+def test_matches_naive_trie_on_long_shared_prefixes(corpus):
+    keys, titles = corpus  # shared prefixes longer than one sorting window
+    trie = PassageTrie.build(keys, titles)
+    ref = NaiveTrie(keys, titles)
+    check_against_reference(trie, keys, ref)
+    check_titles(trie, keys, ref)
+
+
+@FAST
+@given(corpora(), st.randoms(use_true_random=False))
+def test_filters_match_trie_of_allowed_passages(corpus, rnd):
+    keys, _ = corpus
+    trie = PassageTrie.build(keys)
+    ref = NaiveTrie(keys)
+    allowed = {i for i in range(len(keys)) if rnd.random() < 0.5}
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[list(allowed)] = True
+    counts = trie.allowed_leaf_counts(mask)
+    assert len(counts) == trie.n_leaves + 1
+    sub_ext = [(*keys[i], END_TOKEN) for i in sorted(allowed)]
+    for prefix in all_prefixes(keys):
+        got = trie.next_tokens(list(prefix), mask).tolist()
+        assert got == trie.next_tokens(prefix, allowed_counts=counts).tolist()
+        assert got == ref.next_tokens(prefix, allowed), prefix
+        if any(cut[: len(prefix)] == prefix and len(cut) > len(prefix) for cut in ref.passages):
+            # Same allowed set as a trie built from the allowed passages alone.
+            sub = sorted({k[len(prefix)] for k in sub_ext if k[: len(prefix)] == prefix})
+            assert got == sub, prefix
+    for node in range(trie.n_nodes):
+        below = set(trie.passages_at(node).tolist())
+        assert (trie.count_allowed(node, counts) > 0) == bool(below & allowed)
+    assert np.array_equal(trie.allowed_leaf_counts(None), np.arange(trie.n_leaves + 1))
+
+
+def test_medium_random_corpus_against_reference():
+    rng = np.random.default_rng(7)
+    titles_pool = [rng.integers(0, 40, rng.integers(1, 4)).tolist() for _ in range(60)]
+    keys, titles = [], []
+    for _ in range(1500):
+        title = titles_pool[int(rng.integers(len(titles_pool)))] + [99, 98]
+        body = [*rng.integers(0, 6, int(rng.integers(1, 30))).tolist(), 100]
+        keys.append(title + body)
+        titles.append(len(title))
+    keys += keys[:50]
+    titles += titles[:50]
+    trie = PassageTrie.build(keys, titles)
+    ref = NaiveTrie(keys, titles)
+    check_structure(trie, ref)
+    for cut, ids in ref.passages.items():
+        assert trie.passages_at(walk(trie, cut)).tolist() == ids
+    for prefix in list(all_prefixes(keys))[::7]:
+        assert trie.next_tokens(prefix).tolist() == ref.next_tokens(prefix)
+    check_titles(trie, keys, ref)
+    flat = PassageTrie.build_flat(
+        np.concatenate([np.asarray(k) for k in keys]),
+        np.concatenate([[0], np.cumsum([len(k) for k in keys])]),
+        titles,
+    )
+    arrays = [np.asarray(k, dtype=np.int32) for k in keys]
+    for other in (flat, PassageTrie.build(arrays, titles)):
+        for name in ("child_start", "child_token", "labels", "leaf_passages", "is_title_end"):
+            assert np.array_equal(getattr(other, name), getattr(trie, name))
+
+
+# ---------------------------------------------------------------------------- semantics
+
+
+def test_prefix_key_gets_end_marker_and_identical_keys_share_a_leaf():
+    keys = [[5, 1, 2, 9], [5, 1, 3, 9], [5, 1, 2, 9], [7, 9], [5, 1], [5, 1, 2]]
+    trie = PassageTrie.build(keys)
+    assert trie.end_token == END_TOKEN == -1
+    assert trie.next_tokens([5, 1]).tolist() == [-1, 2, 3]
+    assert trie.next_tokens([5, 1, 2]).tolist() == [-1, 9]
+    assert trie.passage_ids_for_prefix([5, 1]).tolist() == []  # ambiguous
+    assert trie.passage_ids_for_prefix([5, 1, -1]).tolist() == [4]
+    assert trie.passage_ids_for_prefix([5, 1, 2, 9]).tolist() == [0, 2]
+    assert trie.passage_ids_for_prefix([5, 1, 2, 9, 4, 4]).tolist() == [0, 2]  # tail unchecked
+    assert trie.passage_ids_for_prefix([7]).tolist() == [3]  # cut after one token
+    assert trie.next_tokens([7]).tolist() == [] and trie.next_tokens([8]).tolist() == []
+    assert trie.passages_at(trie.root).tolist() == [4, 5, 0, 2, 1, 3]
+    with pytest.raises(KeyError):
+        trie.lookup([7, 9])  # past the cut
+    assert trie.lookup([]) == (0, 0)
+
+
+def test_forced_title_boundary_on_a_single_child_run():
+    keys = [[3, 4, 5, 6, 1, 0], [3, 4, 5, 6, 2, 0]]
+    plain = PassageTrie.build(keys)
+    assert plain.n_nodes == 4  # root, one run [3 4 5 6], two leaves
+    trie = PassageTrie.build(keys, [2, 2])
+    node, offset = trie.lookup([3, 4])
+    assert trie.is_title_end[node] and offset == trie.label_len[node] == 2
+    assert trie.label(trie.children(node)[1][0]).tolist() == [5, 6]
+    assert trie.next_tokens([3, 4, 5]).tolist() == [6]
+    assert trie.n_nodes == 5
+
+
+def test_single_key():
+    trie = PassageTrie.build([[4, 2, 0]], [2])
+    assert trie.n_nodes == 2 and trie.n_leaves == 1
+    assert trie.next_tokens([]).tolist() == [4]
+    assert trie.passage_ids_for_prefix([4]).tolist() == [0]
+    assert not trie.is_title_end.any()  # the title is longer than the one-token cut
+
+
+def test_arrays_are_read_only():
+    trie = PassageTrie.build([[1, 2], [1, 3]])
+    with pytest.raises(ValueError):
+        trie.child_token[0] = 5
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_input_errors():
+    with pytest.raises(CorpusError, match="corpus is empty"):
+        PassageTrie.build([])
+    with pytest.raises(CorpusError, match="corpus is empty"):
+        PassageTrie.build_flat(np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    with pytest.raises(CorpusError, match="key 1 is empty"):
+        PassageTrie.build([[1], []])
+    with pytest.raises(CorpusError, match="token id -1"):
+        PassageTrie.build([[1], [2, -1]])
+    with pytest.raises(CorpusError, match="token id"):
+        PassageTrie.build([[MAX_TOKEN_ID + 1]])
+    with pytest.raises(CorpusError, match="title_lengths"):
+        PassageTrie.build([[1, 2]], [3])
+    with pytest.raises(CorpusError, match="title_lengths"):
+        PassageTrie.build([[1, 2]], [1, 1])
+    with pytest.raises(CorpusError, match="integer"):
+        PassageTrie.build([["a", "b"]])
+    trie = PassageTrie.build([[1, 2], [1, 3]])
+    with pytest.raises(QueryError):
+        trie.allowed_leaf_counts(np.ones(3, dtype=bool))
+    with pytest.raises(QueryError):
+        trie.allowed_leaf_counts(np.ones(2, dtype=np.int64))
+    assert trie.next_tokens([1, -7]).tolist() == [] and trie.next_tokens([10**9]).tolist() == []
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[PassageTrie, Path, list[list[int]]]:
+    rng = np.random.default_rng(3)
+    keys = [[*rng.integers(0, 5, rng.integers(1, 12)).tolist(), 9] for _ in range(400)]
+    titles = [int(rng.integers(0, 3)) for _ in keys]
+    trie = PassageTrie.build(keys, titles)
+    folder = trie.save(tmp_path / "trie")
+    return trie, folder, keys
+
+
+def is_memory_mapped(array: np.ndarray) -> bool:
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap_module.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load_round_trip(saved, mmap):
+    trie, folder, keys = saved
+    files = {p.name for p in folder.iterdir()}
+    assert {"trie.json", "trie.marisa", "child_start.npy", "labels.npy"} <= files
+    manifest = json.loads((folder / "trie.json").read_text())
+    assert manifest["n_nodes"] == trie.n_nodes and manifest["end_token"] == -1
+    loaded = PassageTrie.load(folder, mmap=mmap)
+    assert is_memory_mapped(loaded.child_token) == mmap
+    assert not loaded.child_token.flags.writeable
+    for name in ("child_start", "child_token", "child_node", "labels", "leaf_lo", "leaf_hi"):
+        assert np.array_equal(getattr(loaded, name), getattr(trie, name))
+    assert (loaded.n_nodes, loaded.n_leaves, len(loaded)) == (trie.n_nodes, trie.n_leaves, 400)
+    for key in keys[:100]:
+        for length in range(len(key) + 1):
+            prefix = key[:length]
+            assert loaded.next_tokens(prefix).tolist() == trie.next_tokens(prefix).tolist()
+        assert loaded.passage_ids_for_prefix(key).tolist() == (
+            trie.passage_ids_for_prefix(key).tolist()
+        )
+
+
+@pytest.mark.parametrize("name", ["labels.npy", "trie.marisa", "trie.json", "node_of_key.npy"])
+def test_load_reports_missing_file(saved, name):
+    _, folder, _ = saved
+    (folder / name).unlink()
+    with pytest.raises(ArtifactError, match=name.replace(".", r"\.")):
+        PassageTrie.load(folder)
+
+
+@pytest.mark.parametrize("name", ["depth.npy", "child_node.npy", "trie.marisa"])
+def test_load_reports_truncated_file(saved, name):
+    _, folder, _ = saved
+    path = folder / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ArtifactError, match=name.replace(".", r"\.")):
+        PassageTrie.load(folder)
+
+
+def test_load_reports_files_that_do_not_belong_together(saved, tmp_path):
+    _, folder, _ = saved
+    other = PassageTrie.build([[1, 2], [1, 3]]).save(tmp_path / "other")
+    (folder / "labels.npy").write_bytes((other / "labels.npy").read_bytes())
+    with pytest.raises(ArtifactError, match=r"labels\.npy"):
+        PassageTrie.load(folder)
