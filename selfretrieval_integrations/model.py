@@ -118,7 +118,10 @@ class SelfRetrievalModel:
         self.renderer = Renderer(tokenizer, self.template)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.renderer.eos_id
         self.decoder = ConstrainedDecoder(
-            model, trie, eos_token_id=self.renderer.eos_id, pad_token_id=pad,
+            model,
+            trie,
+            eos_token_id=self.renderer.eos_id,
+            pad_token_id=pad,
             config=self.config.decoding,
         )
         self.assessor = SelfAssessor(model, self.renderer, self.config.assessment)
@@ -157,7 +160,12 @@ class SelfRetrievalModel:
         template = template or PromptTemplate()
         trie = build_trie(tokenizer, template, corpus, show_progress=show_progress)
         return cls(
-            model, tokenizer, trie, PassageStore(list(corpus)), template=template, config=config,
+            model,
+            tokenizer,
+            trie,
+            PassageStore(list(corpus)),
+            template=template,
+            config=config,
             base_model=name,
             manifest={"corpus_checksum": corpus.checksum(), "training": None},
         )
@@ -172,8 +180,13 @@ class SelfRetrievalModel:
         trust_remote_code: bool = False,
         config: RetrievalConfig | None = None,
         verify: bool = True,
+        trainable_adapter: bool = False,
     ) -> SelfRetrievalModel:
-        """Load an artifact folder written by ``save_pretrained`` (validated before use)."""
+        """Load an artifact folder written by ``save_pretrained`` (validated before use).
+
+        A LoRA adapter is merged into the base weights for fast inference, unless
+        ``trainable_adapter`` asks for the peft model itself (to train it further).
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(path)
@@ -210,15 +223,24 @@ class SelfRetrievalModel:
             from peft import PeftModel
 
             base, _ = load_base_model(
-                manifest["base_model"], device="cpu", dtype=torch_dtype,
+                manifest["base_model"],
+                device="cpu",
+                dtype=torch_dtype,
                 trust_remote_code=trust_remote_code,
             )
-            model = PeftModel.from_pretrained(base, folder / "adapter").merge_and_unload()
+            model = PeftModel.from_pretrained(
+                base, folder / "adapter", is_trainable=trainable_adapter
+            )
+            if not trainable_adapter:
+                model = model.merge_and_unload()
         else:
             raise ArtifactError(f"unknown weights kind {weights!r} in {folder / 'manifest.json'}")
         model.to(dev).eval()
         return cls(
-            model, tokenizer, trie, store,
+            model,
+            tokenizer,
+            trie,
+            store,
             template=PromptTemplate.from_dict(manifest.get("prompt_template", {})),
             config=config or RetrievalConfig.from_dict(manifest.get("retrieval_config", {})),
             base_model=manifest.get("base_model"),
@@ -336,7 +358,9 @@ class SelfRetrievalModel:
 
     # -- assessment and answers -------------------------------------------------------------------
 
-    def _as_pairs(self, passages: Sequence[Passage | str | tuple[str, str]]) -> list[tuple[str, str]]:
+    def _as_pairs(
+        self, passages: Sequence[Passage | str | tuple[str, str]]
+    ) -> list[tuple[str, str]]:
         pairs = []
         for item in passages:
             if isinstance(item, Passage):
@@ -354,9 +378,7 @@ class SelfRetrievalModel:
                 raise QueryError("cannot assess an empty passage text")
         return pairs
 
-    def assess(
-        self, query: str, passages: Sequence[Passage | str | tuple[str, str]]
-    ) -> np.ndarray:
+    def assess(self, query: str, passages: Sequence[Passage | str | tuple[str, str]]) -> np.ndarray:
         """Relevance of each passage to ``query`` in [0, 1); passages need not be indexed."""
         query = self.template.normalize_query(query)
         return self.assessor.relevance(query, self._as_pairs(passages))
@@ -422,7 +444,11 @@ def as_corpus(
 
 
 def build_trie(
-    tokenizer: Any, template: PromptTemplate, corpus: Iterable[Passage], *, show_progress: bool = False
+    tokenizer: Any,
+    template: PromptTemplate,
+    corpus: Iterable[Passage],
+    *,
+    show_progress: bool = False,
 ) -> PassageTrie:
     """The trie over the rendered targets of ``corpus`` (the same ids the trainer teaches)."""
     renderer = Renderer(tokenizer, template)
@@ -436,4 +462,3 @@ def build_trie(
     return PassageTrie.build(
         [t.ids for t in targets], [t.title_length for t in targets], show_progress=show_progress
     )
-

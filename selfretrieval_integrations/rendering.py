@@ -211,9 +211,7 @@ class Renderer:
         """A retrieval example: prompt, then the target (or its first ``prefix_length`` ids)."""
         prompt = self.encode_prompt(query)
         ids = list(target.ids if prefix_length is None else target.ids[:prefix_length])
-        return EncodedExample(
-            input_ids=prompt + ids, labels=[IGNORE_INDEX] * len(prompt) + ids
-        )
+        return EncodedExample(input_ids=prompt + ids, labels=[IGNORE_INDEX] * len(prompt) + ids)
 
     def assessment_example(
         self, query: str, title: str, text: str, answer: str, *, train_passage: bool = False

@@ -107,9 +107,7 @@ class PassageStore:
         try:
             passage = passage_from_dict(json.loads(raw))
         except (json.JSONDecodeError, KeyError) as error:
-            raise ArtifactError(
-                f"passage {index} in {self._path} is corrupted: {error}"
-            ) from error
+            raise ArtifactError(f"passage {index} in {self._path} is corrupted: {error}") from error
         if len(self._cache) < 65536:
             self._cache[index] = passage
         return passage

@@ -174,13 +174,23 @@ def _coerce_keys(keys: Sequence[Sequence[int]]) -> _Keys:
                 f"key {bad[0]} is a {k.ndim}-d array of {k.dtype}; keys must be 1-d integer "
                 "token-id sequences"
             )
-        tokens = np.concatenate([np.asarray(k, dtype=np.int64) for k in keys])
+        if len({k.dtype for k in keys}) == 1:
+            tokens = np.concatenate(keys)
+        else:  # mixed integer dtypes could promote to float
+            tokens = np.concatenate([np.asarray(k, dtype=np.int64) for k in keys])
     else:
+        first = keys[0][0]
+        if not isinstance(first, (int, np.integer)) or isinstance(first, bool):
+            raise CorpusError(
+                f"keys[0][0] is {first!r} of type {type(first).__name__}; keys must be sequences "
+                "of integer token ids"
+            )
         try:
-            tokens = np.fromiter(chain.from_iterable(keys), dtype=np.int64, count=total)
+            tokens = np.fromiter(chain.from_iterable(keys), dtype=np.int32, count=total)
         except (TypeError, ValueError, OverflowError) as exc:
             raise CorpusError(
-                f"keys must be sequences of integer token ids; converting them failed: {exc}"
+                f"keys must be sequences of integer token ids in [0, {MAX_TOKEN_ID}]; "
+                f"converting them failed: {exc}"
             ) from exc
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
@@ -196,6 +206,7 @@ def _check_tokens(keys: _Keys) -> _Keys:
             f"key {key} holds token id {int(tokens[bad])}; token ids must be in "
             f"[0, {MAX_TOKEN_ID}] (the end marker {END_TOKEN} is added by the trie itself)"
         )
+    keys.tokens = tokens.astype(np.int32, copy=False)  # every valid id fits; halves the copy
     return keys
 
 
@@ -446,7 +457,7 @@ class PassageTrie:
                 f"key {int(empty[0])} is empty ({empty.size} empty keys in all); every passage "
                 "must render to at least one token (normally its text followed by EOS)"
             )
-        data = _check_tokens(_Keys(tokens.astype(np.int64), offsets[:-1].copy(), lengths))
+        data = _check_tokens(_Keys(tokens, offsets[:-1].copy(), lengths))
         titles = _coerce_titles(title_lengths, data)
         with tqdm(
             total=6, desc="passage trie", unit="step", disable=not show_progress, leave=False

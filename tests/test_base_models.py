@@ -257,6 +257,18 @@ def test_folder_without_model_files_gives_hint(tmp_path, monkeypatch):
     assert isinstance(info.value, SelfRetrievalError)
 
 
+def test_path_named_like_an_alias_is_loaded_as_a_folder(tmp_path, monkeypatch):
+    model, tokenizer = load_base_model("tiny", device="cpu")
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    loaded, loaded_tokenizer = load_base_model("./tiny", device="cpu")
+    assert loaded.config._name_or_path == str(tmp_path / "tiny")
+    assert tokenizer_fingerprint(loaded_tokenizer) == tokenizer_fingerprint(tokenizer)
+    state, loaded_state = _state(model), _state(loaded)
+    assert all(torch.equal(state[key], loaded_state[key]) for key in state)
+
+
 def test_invalid_hub_id_gives_hint():
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE"):
         load_base_tokenizer("not a valid//repo id")

@@ -28,7 +28,9 @@ GEN_ONLY = RetrievalConfig(fusion=Fusion.GENERATION)
 def passages(texts, titles=None):
     titles = titles or [f"Doc {i // 2}" for i in range(len(texts))]
     return [
-        Passage(id=f"p{i}", doc_id=f"d{i // 2}", title=t, text=x, metadata={"n": i, "even": i % 2 == 0})
+        Passage(
+            id=f"p{i}", doc_id=f"d{i // 2}", title=t, text=x, metadata={"n": i, "even": i % 2 == 0}
+        )
         for i, (t, x) in enumerate(zip(titles, texts, strict=True))
     ]
 
@@ -97,7 +99,9 @@ def test_exhaustive_beams_match_reference_scores(tiny_model, corpus):
 def test_jump_forward_changes_passes_not_results(tiny_model, corpus):
     outputs, passes = [], []
     for jump in (True, False):
-        config = RetrievalConfig(fusion=Fusion.GENERATION, decoding=DecodingConfig(jump_forward=jump))
+        config = RetrievalConfig(
+            fusion=Fusion.GENERATION, decoding=DecodingConfig(jump_forward=jump)
+        )
         m = SelfRetrievalModel.from_base(tiny_model, corpus, config=config)
         res = m.retrieve("which mountain is highest?", k=5)
         outputs.append([(r.passage_id, round(r.generation_logprob, 3)) for r in res])
@@ -156,7 +160,8 @@ def test_filters_restrict_generation(model, corpus):
     results = model.retrieve("anything", k=5, filter={"even": True})
     assert len(results) == 5 and all(r.metadata["even"] for r in results)
     assert [r.passage_id for r in model.retrieve("q", k=3, filter={"doc_id": "d0"})] in (
-        ["p0", "p1"], ["p1", "p0"]
+        ["p0", "p1"],
+        ["p1", "p0"],
     )
     assert model.retrieve("q", k=3, filter={"passage_id": {"$in": []}}) == []
     only = model.retrieve("q", k=3, filter=lambda p: p.id == "p5")
@@ -198,7 +203,8 @@ def test_answer_generates_text(model):
 def test_long_passage(tiny_model):
     long_text = ("word " * 20000).strip()[:100_000]
     m = SelfRetrievalModel.from_base(
-        tiny_model, [Passage("long", "d", "T", long_text, {}), Passage("s", "d", "T", "short", {})],
+        tiny_model,
+        [Passage("long", "d", "T", long_text, {}), Passage("s", "d", "T", "short", {})],
         config=GEN_ONLY,
     )
     assert {r.passage_id for r in m.retrieve("q", k=2)} == {"long", "s"}
@@ -232,8 +238,16 @@ def test_save_load_roundtrip(model, saved):
         b = [(r.passage_id, round(r.score, 4)) for r in loaded.retrieve(query, k=4)]
         assert a == b
     manifest = json.loads((saved / "manifest.json").read_text())
-    for key in ("schema_version", "library_versions", "base_model", "tokenizer_fingerprint",
-                "prompt_template", "trie", "corpus_checksum", "training"):
+    for key in (
+        "schema_version",
+        "library_versions",
+        "base_model",
+        "tokenizer_fingerprint",
+        "prompt_template",
+        "trie",
+        "corpus_checksum",
+        "training",
+    ):
         assert key in manifest
 
 

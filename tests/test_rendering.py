@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -40,11 +41,12 @@ def _bundled_passages() -> list[tuple[str, str]]:
 
 
 def _tokenizers(request: pytest.FixtureRequest) -> list:
-    tokenizers = [request.getfixturevalue("tiny_model")[1], request.getfixturevalue("tiny_sp_tokenizer")]
-    try:
+    tokenizers = [
+        request.getfixturevalue("tiny_model")[1],
+        request.getfixturevalue("tiny_sp_tokenizer"),
+    ]
+    with contextlib.suppress(pytest.skip.Exception):
         tokenizers.append(request.getfixturevalue("smollm2_tokenizer"))
-    except pytest.skip.Exception:
-        pass
     return tokenizers
 
 
@@ -73,7 +75,9 @@ def test_targets_equal_in_context_tokenization(request: pytest.FixtureRequest, u
                 assert example.input_ids[len(prompt) :] == list(target.ids)
                 assert example.labels[len(prompt) :] == list(target.ids)
                 assert set(example.labels[: len(prompt)]) == {IGNORE_INDEX}
-                title_ids = renderer._encode_after(template.anchor, template.title_segment_text(title))
+                title_ids = renderer._encode_after(
+                    template.anchor, template.title_segment_text(title)
+                )
                 assert list(target.ids[: target.title_length]) == (title_ids if use_titles else [])
     assert len(families) >= 2, f"need two tokenizer families, got {families}"
 
@@ -105,7 +109,9 @@ def test_empty_query_is_rejected(tiny_model, query):
 
 def test_title_lowercasing_and_template_roundtrip():
     template = PromptTemplate(lowercase_titles=True)
-    assert template.title_segment_text("Super  Bowl\n50") == " super bowl 50" + template.content_marker
+    assert (
+        template.title_segment_text("Super  Bowl\n50") == " super bowl 50" + template.content_marker
+    )
     assert PromptTemplate.from_dict({**template.to_dict(), "unknown": 1}) == template
     with pytest.raises(ValueError, match="answer_marker"):
         PromptTemplate(answer_marker="  ")

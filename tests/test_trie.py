@@ -353,6 +353,12 @@ def test_input_errors():
         PassageTrie.build([[1, 2]], [1, 1])
     with pytest.raises(CorpusError, match="integer"):
         PassageTrie.build([["a", "b"]])
+    with pytest.raises(CorpusError, match="integer"):
+        PassageTrie.build([[1.0, 2.0]])
+    with pytest.raises(CorpusError, match="integer"):
+        PassageTrie.build([np.ones(2)])
+    with pytest.raises(CorpusError, match="integer"):
+        PassageTrie.build([[2**40]])
     trie = PassageTrie.build([[1, 2], [1, 3]])
     with pytest.raises(QueryError):
         trie.allowed_leaf_counts(np.ones(3, dtype=bool))

@@ -1,0 +1,416 @@
+"""Internalizing a corpus into a causal LM with the transformers ``Trainer`` (LoRA or full).
+
+Why ``Trainer``: checkpoints, resume, gradient accumulation, mixed precision, DDP under
+``accelerate launch`` and progress bars come from a maintained loop; this module only supplies the
+data (``selfretrieval_trainer.data``), a padding-aware collator and length-grouped batches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfretrieval_integrations.base_models import load_base_model
+from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
+from selfretrieval_integrations.errors import SelfRetrievalError
+from selfretrieval_integrations.model import (
+    RetrievalConfig,
+    SelfRetrievalModel,
+    as_corpus,
+    build_trie,
+)
+from selfretrieval_integrations.rendering import (
+    IGNORE_INDEX,
+    EncodedExample,
+    PromptTemplate,
+    Renderer,
+)
+from selfretrieval_integrations.store import PassageStore
+
+from .data import MixConfig, TrainingSet, build_training_set
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainingError(SelfRetrievalError, RuntimeError):
+    """Training could not run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the corpus is trained into the model (recorded in the artifact's manifest)."""
+
+    epochs: float = 3.0
+    full_finetune: bool = False
+    """Update every weight instead of a LoRA adapter (the paper's choice; needs more memory)."""
+    learning_rate: float | None = None
+    """Default: 3e-4 with LoRA, 2e-5 for full fine-tuning."""
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    gradient_checkpointing: bool = False
+    max_length: int = 1024
+    """Examples longer than this many tokens are cut (the labels with them)."""
+    seed: int = 0
+    save_steps: int = 50
+    """Checkpoint every this many optimizer steps (a killed run resumes from the last one)."""
+    logging_steps: int = 10
+    keep_checkpoints: bool = False
+    mix: MixConfig = field(default_factory=MixConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise ValueError(f"TrainingConfig.epochs must be > 0, got {self.epochs}")
+        for name in (
+            "batch_size",
+            "gradient_accumulation_steps",
+            "lora_rank",
+            "max_length",
+            "save_steps",
+            "logging_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ValueError(f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(
+                f"TrainingConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}"
+            )
+
+    @property
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-5 if self.full_finetune else 3e-4
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mix"] = self.mix.to_dict()
+        data["lora_target_modules"] = list(self.lora_target_modules)
+        data["learning_rate"] = self.lr
+        return data
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Encoded examples as the dicts ``Trainer`` feeds to the collator."""
+
+    def __init__(self, examples: Sequence[EncodedExample], max_length: int) -> None:
+        self.examples = examples
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        example = self.examples[index]
+        return {
+            "input_ids": example.input_ids[: self.max_length],
+            "labels": example.labels[: self.max_length],
+        }
+
+
+class PaddingCollator:
+    """Right-pads a batch and counts real against computed tokens (the padding fraction)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+        self.real_tokens = 0
+        self.computed_tokens = 0
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(features), width), dtype=torch.long)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            ids[row, :n] = torch.as_tensor(feature["input_ids"])
+            labels[row, :n] = torch.as_tensor(feature["labels"])
+            attention[row, :n] = 1
+        self.real_tokens += int(attention.sum())
+        self.computed_tokens += attention.numel()
+        return {"input_ids": ids, "labels": labels, "attention_mask": attention}
+
+    @property
+    def padding_fraction(self) -> float:
+        if not self.computed_tokens:
+            return 0.0
+        return 1.0 - self.real_tokens / self.computed_tokens
+
+
+def _training_arguments(
+    config: TrainingConfig, output_dir: Path, *, use_cuda: bool, show_progress: bool
+) -> Any:
+    from transformers import TrainingArguments
+
+    params = inspect.signature(TrainingArguments.__init__).parameters
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": config.epochs,
+        "learning_rate": config.lr,
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "warmup_ratio": config.warmup_ratio,
+        "lr_scheduler_type": config.lr_scheduler,
+        "weight_decay": config.weight_decay,
+        "logging_steps": config.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "report_to": [],
+        "remove_unused_columns": False,
+        "disable_tqdm": not show_progress,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "bf16": use_cuda and torch.cuda.is_bf16_supported(),
+        "use_cpu": not use_cuda,
+        "dataloader_num_workers": 0,
+    }
+    # Length-grouped batches keep padding low; the option was renamed in transformers 5.
+    if "train_sampling_strategy" in params:
+        kwargs["train_sampling_strategy"] = "group_by_length"
+    else:
+        kwargs["group_by_length"] = True
+    if "warmup_ratio" not in params:
+        kwargs.pop("warmup_ratio")
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder))
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return (
+        isinstance(error, torch.cuda.OutOfMemoryError)
+        or "out of memory" in text
+        or (isinstance(error, MemoryError))
+    )
+
+
+@dataclass
+class TrainingRun:
+    """What ``fit`` returns: the trained (peft or plain) model and the run's summary."""
+
+    model: Any
+    summary: dict[str, Any]
+
+
+def fit(
+    model: Any,
+    tokenizer: Any,
+    training_set: TrainingSet,
+    config: TrainingConfig,
+    checkpoint_dir: Path,
+    *,
+    show_progress: bool = True,
+) -> TrainingRun:
+    """Train ``model`` on ``training_set``, resuming from a checkpoint in ``checkpoint_dir``.
+
+    With LoRA the model is wrapped in a peft adapter (unless it already is one, as when an
+    artifact is updated) and returned wrapped; the caller saves or merges it.
+    """
+    from transformers import Trainer, set_seed
+
+    if not training_set.examples:
+        raise TrainingError("no training examples: the corpus produced nothing to learn from")
+    set_seed(config.seed)
+    if not config.full_finetune and not hasattr(model, "peft_config"):
+        from peft import LoraConfig, get_peft_model
+
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        targets = [t for t in config.lora_target_modules if t in names]
+        if not targets:
+            raise TrainingError(
+                f"none of the LoRA target modules {list(config.lora_target_modules)} exist in "
+                f"{type(model).__name__}; set TrainingConfig.lora_target_modules"
+            )
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    if config.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    model.train()
+    use_cuda = next(model.parameters()).device.type == "cuda"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = PaddingCollator(int(pad))
+    args = _training_arguments(
+        config, checkpoint_dir, use_cuda=use_cuda, show_progress=show_progress
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ExampleDataset(training_set.examples, config.max_length),
+        data_collator=collator,
+    )
+    resume = _last_checkpoint(checkpoint_dir)
+    started = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except (RuntimeError, MemoryError) as error:
+        if _out_of_memory(error):
+            raise TrainingError(
+                f"out of memory while training ({error}). Try a smaller --batch-size (now "
+                f"{config.batch_size}) with more gradient accumulation, gradient checkpointing "
+                "(TrainingConfig.gradient_checkpointing=True), LoRA instead of full fine-tuning, "
+                "or a shorter max_length"
+            ) from error
+        raise
+    elapsed = time.perf_counter() - started
+    model.eval()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    summary = {
+        "examples": len(training_set.examples),
+        "example_kinds": training_set.stats.get("kinds", training_set.stats),
+        "tokens_per_epoch": sum(len(e.input_ids) for e in training_set.examples),
+        "target_tokens_per_epoch": sum(
+            sum(1 for label in e.labels if label != IGNORE_INDEX) for e in training_set.examples
+        ),
+        "tokens_trained": collator.real_tokens,
+        "padding_fraction": round(collator.padding_fraction, 4),
+        "tokens_per_second": round(collator.real_tokens / elapsed, 1) if elapsed > 0 else None,
+        "runtime_seconds": round(elapsed, 1),
+        "steps": trainer.state.global_step,
+        "epochs": config.epochs,
+        "final_loss": losses[-1] if losses else getattr(result, "training_loss", None),
+        "train_loss": getattr(result, "training_loss", None),
+        "resumed_from": os.path.basename(resume) if resume else None,
+        "world_size": args.world_size,
+        "config": config.to_dict(),
+        "data": {k: v for k, v in training_set.stats.items() if k != "kinds"},
+    }
+    if trainer.is_world_process_zero() and not config.keep_checkpoints:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainingRun(model=model, summary=summary)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train(
+    base_model: str | tuple[Any, Any],
+    corpus: Corpus | Iterable[Document | Passage | Mapping[str, Any]],
+    out: str | Path,
+    *,
+    queries: Mapping[str, str] | None = None,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
+    answers: Mapping[str, Sequence[str]] | None = None,
+    config: TrainingConfig | None = None,
+    template: PromptTemplate | None = None,
+    retrieval_config: RetrievalConfig | None = None,
+    chunking: ChunkingConfig | None = None,
+    checkpoint_dir: str | Path | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    show_progress: bool = True,
+) -> SelfRetrievalModel:
+    """Train ``base_model`` on ``corpus`` (and optional queries) and save the artifact to ``out``.
+
+    ``out`` is replaced atomically at the end: an earlier artifact there stays loadable until
+    the new one is complete. Checkpoints go to ``checkpoint_dir`` (default: ``<out>.checkpoints``)
+    so that running the same command again after a crash resumes instead of restarting.
+    """
+    config = config or TrainingConfig()
+    out = Path(out)
+    checkpoint_dir = (
+        Path(checkpoint_dir) if checkpoint_dir else out.with_name(out.name + ".checkpoints")
+    )
+    template = template or PromptTemplate()
+    corpus = as_corpus(corpus, chunking)
+    if isinstance(base_model, str):
+        model, tokenizer = load_base_model(
+            base_model, device=device, dtype="float32", trust_remote_code=trust_remote_code
+        )
+        base_name: str | None = base_model
+    else:
+        model, tokenizer = base_model
+        base_name = None
+    trie = build_trie(tokenizer, template, corpus, show_progress=show_progress)
+    renderer = Renderer(tokenizer, template)
+    training_set = build_training_set(
+        renderer, corpus, trie, queries=queries, qrels=qrels, answers=answers, mix=config.mix
+    )
+    run = fit(model, tokenizer, training_set, config, checkpoint_dir, show_progress=show_progress)
+    return _finish(
+        run,
+        tokenizer,
+        trie,
+        PassageStore(list(corpus)),
+        template,
+        retrieval_config,
+        base_name,
+        corpus.checksum(),
+        out,
+        history=[],
+    )
+
+
+def _finish(
+    run: TrainingRun,
+    tokenizer: Any,
+    trie: Any,
+    store: PassageStore,
+    template: PromptTemplate,
+    retrieval_config: RetrievalConfig | None,
+    adapter_base: str | None,
+    checksum: str,
+    out: Path,
+    *,
+    history: list[dict[str, Any]],
+    base_label: str | None = None,
+    previous_training: dict[str, Any] | None = None,
+) -> SelfRetrievalModel:
+    """Save the artifact and return the model with any LoRA adapter merged.
+
+    The artifact keeps just the adapter when its base can be reloaded by name
+    (``adapter_base``); otherwise the adapter is merged and full weights are saved.
+    """
+    model = run.model
+    is_lora = hasattr(model, "peft_config")
+    if is_lora and adapter_base is None:
+        model, is_lora = model.merge_and_unload(), False
+    manifest = {
+        "corpus_checksum": checksum,
+        "training": previous_training or run.summary,
+        "history": history,
+    }
+    kwargs = {
+        "template": template,
+        "config": retrieval_config,
+        "base_model": adapter_base or base_label or "custom",
+    }
+    srm = SelfRetrievalModel(model, tokenizer, trie, store, manifest=manifest, **kwargs)
+    if _is_main_process():
+        srm.save_pretrained(out, adapter=model if is_lora else None)
+    if is_lora:
+        srm = SelfRetrievalModel(
+            model.merge_and_unload(), tokenizer, trie, store, manifest=srm.manifest, **kwargs
+        )
+    return srm
