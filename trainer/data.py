@@ -98,7 +98,7 @@ _NON_FINAL_ABBREVIATIONS = frozenset(
     vol vols Ch ch Eq eq Eqs Art art Sec sec Sect Para para Ref ref Refs pp p ed eds Ed Eds vs v
     cf approx ca viz al Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Mon Tue Tues Wed Thu
     Thur Thurs Fri Sat Sun Op op Nr nr Dept dept Univ Assn Ave Blvd Rd
-    """.split()
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
 #: Capitalised words that commonly start a sentence: after an initial ("John F. Kennedy") or a
@@ -111,7 +111,7 @@ _SENTENCE_STARTERS = frozenset(
     Every All Some Many Most Several Such Other Another One Two Three Today Later During Despite
     Following Under Over Between Among Nevertheless Meanwhile Instead Finally First Later Since
     What Who Which How Why Unlike Like Not No Only Even
-    """.split()
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
 _CJK = (
@@ -181,9 +181,9 @@ def _ends_sentence(block: str, sentence_start: int, match: re.Match[str]) -> boo
     next_word = after.split(" ", 1)[0].strip(_OPENERS + _CLOSERS + ",;:")
     if _UPPER_DOTTED_RE.match(word) or (len(word) == 1 and word.isupper()):
         return next_word in _SENTENCE_STARTERS  # "the U.S. Army" / "the U.S. The"; initials
-    if word == before.strip() and (word.isdigit() or len(word) == 1 or _ROMAN_RE.match(word)):
-        return False  # a list marker at the start: "1. Preheat", "a. First", "IV. Results"
-    return True
+    # A list marker at the start ("1. Preheat", "a. First", "IV. Results") ends nothing.
+    at_start = word == before.strip()
+    return not (at_start and (word.isdigit() or len(word) == 1 or _ROMAN_RE.match(word)))
 
 
 def _split_block(block: str) -> list[str]:
@@ -661,34 +661,20 @@ def _negative_sampling(value: object) -> NegativeSampling:
         raise ValueError(f"negatives must be one of {allowed}, got {value!r}") from None
 
 
-class _Bm25:
-    """A BM25 index over title + text of every passage, built once (bm25s, imported lazily)."""
+def _bm25_ranked(corpus: Corpus, queries: Sequence[str], k: int) -> list[list[int]]:
+    """For each query, passage indices with a positive BM25 score, best first (at most ``k``).
 
-    def __init__(self, corpus: Corpus) -> None:
-        try:
-            import bm25s
-        except ImportError as exc:  # pragma: no cover - bm25s is a dependency of the train extra
-            raise ImportError(
-                'negatives="bm25" needs the bm25s package: pip install '
-                '"selfretrieval-integrations[train]" (or pip install bm25s)'
-            ) from exc
-        self._bm25s = bm25s
-        texts = [f"{p.title} {p.text}" if p.title else p.text for p in corpus]
-        self.retriever = bm25s.BM25()
-        self.retriever.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
-        self.size = len(corpus)
+    Uses the project's BM25 baseline (bm25s over title + text, imported only when needed).
+    """
+    from selfretrieval_integrations.bm25 import BM25Index
 
-    def ranked(self, queries: Sequence[str], k: int) -> list[list[int]]:
-        """For each query, passage indices with a positive score, best first (at most ``k``)."""
-        if not queries:
-            return []
-        k = min(k, self.size)
-        tokens = self._bm25s.tokenize(list(queries), return_ids=False, show_progress=False)
-        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
-        return [
-            [int(d) for d, s in zip(row_docs, row_scores, strict=True) if s > 0]
-            for row_docs, row_scores in zip(docs, scores, strict=True)
-        ]
+    if not queries:
+        return []
+    indices, scores = BM25Index(list(corpus)).search(queries, k)
+    return [
+        [int(d) for d, s in zip(row_docs, row_scores, strict=True) if s > 0]
+        for row_docs, row_scores in zip(indices, scores, strict=True)
+    ]
 
 
 class _NegativePools:
@@ -752,10 +738,9 @@ def _assessment(
     info = _AssessmentInfo(sources={})
     ranked: dict[str, list[int]] = {}
     if n_negatives and negatives is not NegativeSampling.SAME_DOC and resolved.queries:
-        bm25 = _Bm25(corpus)
         extra = max(len(q.positives) for q in resolved.queries)
         k = n_negatives * extra * 2 + extra + 10
-        rows = bm25.ranked([q.text for q in resolved.queries], k)
+        rows = _bm25_ranked(corpus, [q.text for q in resolved.queries], k)
         ranked = {q.qid: row for q, row in zip(resolved.queries, rows, strict=True)}
     examples: list[EncodedExample] = []
 
@@ -813,9 +798,7 @@ def _draw_negatives(
 
     def usable(p: int) -> bool:
         return (
-            p not in excluded
-            and p not in chosen
-            and not _contains_answer(corpus[p].text, normed)
+            p not in excluded and p not in chosen and not _contains_answer(corpus[p].text, normed)
         )
 
     def take(candidates: Iterable[int], k: int, source: str, *, shuffle: bool) -> None:
@@ -915,7 +898,7 @@ class MixConfig:
     n_negatives: int = 1
     """Negative passages per (query, relevant passage) pair."""
     negatives: NegativeSampling | str = NegativeSampling.SAME_DOC
-    """Where negatives come from: ``"same_doc"``, ``"bm25"`` or ``"mixed"`` (see NegativeSampling)."""
+    """Where negatives come from: ``"same_doc"``, ``"bm25"`` or ``"mixed"`` (NegativeSampling)."""
     indexing_per_passage: int | None = None
     """At most this many sentences per passage (a seeded sample); None keeps all of them."""
     indexing_fraction_with_queries: float = 1.0
@@ -992,7 +975,7 @@ class MixConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MixConfig:
-        """Inverse of ``to_dict``; unknown keys (from a newer version) are ignored with a warning."""
+        """Inverse of ``to_dict``; unknown keys (from newer versions) warn and are ignored."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -1167,13 +1150,11 @@ def replay_sample(
     Returns fewer than ``n`` when fewer candidates exist, in ascending order.
     """
     n = _check_count(n, "n", 0)
-    if isinstance(corpus_size_or_indices, (int, np.integer)) and not isinstance(
-        corpus_size_or_indices, bool
-    ):
-        size = _check_count(corpus_size_or_indices, "corpus size", 0)
-        candidates: Sequence[int] = range(size)
-    else:
+    candidates: Sequence[int]
+    if isinstance(corpus_size_or_indices, Iterable):
         candidates = list(dict.fromkeys(int(i) for i in corpus_size_or_indices))
+    else:
+        candidates = range(_check_count(corpus_size_or_indices, "corpus size", 0))
     excluded = {int(i) for i in exclude}
     pool = [i for i in candidates if i not in excluded] if excluded else candidates
     if n >= len(pool):

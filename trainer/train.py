@@ -177,7 +177,6 @@ def _training_arguments(
         "report_to": [],
         "remove_unused_columns": False,
         "disable_tqdm": not show_progress,
-        "gradient_checkpointing": config.gradient_checkpointing,
         "bf16": use_cuda and torch.cuda.is_bf16_supported(),
         "use_cpu": not use_cuda,
         "dataloader_num_workers": 0,
@@ -187,6 +186,9 @@ def _training_arguments(
         kwargs["train_sampling_strategy"] = "group_by_length"
     else:
         kwargs["group_by_length"] = True
+    if config.gradient_checkpointing:  # renamed activation_checkpointing in transformers 5
+        name = "activation_checkpointing" if "activation_checkpointing" in params else None
+        kwargs[name or "gradient_checkpointing"] = True
     if "warmup_ratio" not in params:
         kwargs.pop("warmup_ratio")
     return TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})

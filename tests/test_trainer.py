@@ -1,0 +1,209 @@
+"""Training, resume after SIGKILL, incremental updates and the CLI, on the tiny random model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from selfretrieval_integrations import CorpusError, Document, SelfRetrievalModel
+from selfretrieval_integrations.cli import app
+from selfretrieval_integrations.loaders import (
+    load_beir_qrels,
+    load_beir_queries,
+    load_beir_query_metadata,
+    load_corpus,
+    quickstart_dir,
+)
+from selfretrieval_trainer.data import MixConfig
+from selfretrieval_trainer.train import TrainingConfig, TrainingError, train
+from selfretrieval_trainer.updates import add_documents, delete_documents
+
+FAST = TrainingConfig(epochs=1, batch_size=8, save_steps=1000, logging_steps=5)
+DOCS = [
+    Document(id=f"doc{i}", title=f"Topic {i}", text=f"Fact number {i} is about item {i * 7}.")
+    for i in range(6)
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "artifact"
+    model = train("tiny", DOCS, out, config=FAST, show_progress=False)
+    return out, model
+
+
+def test_indexing_only_training_writes_a_loadable_artifact(trained):
+    out, model = trained
+    summary = json.loads((out / "manifest.json").read_text())["training"]
+    for key in ("examples", "tokens_trained", "tokens_per_second", "final_loss", "padding_fraction"):
+        assert summary[key] is not None, key
+    assert summary["examples"] > 0 and summary["tokens_trained"] > 0
+    assert json.loads((out / "manifest.json").read_text())["weights"] == "lora"
+    loaded = SelfRetrievalModel.from_pretrained(out)
+    assert [r.passage_id for r in loaded.retrieve("item", k=3)] == [
+        r.passage_id for r in model.retrieve("item", k=3)
+    ]
+
+
+def test_training_with_queries_and_low_padding(tmp_path):
+    folder = quickstart_dir()
+    corpus = load_corpus(folder)
+    qrels = load_beir_qrels(folder, "train")
+    answers = {q: m["answers"] for q, m in load_beir_query_metadata(folder).items()}
+    config = TrainingConfig(epochs=1, batch_size=4, save_steps=1000)
+    model = train("tiny", corpus, tmp_path / "a", queries=load_beir_queries(folder), qrels=qrels,
+                  answers=answers, config=config, show_progress=False)
+    summary = model.manifest["training"]
+    assert summary["example_kinds"]["supervised"] > 0
+    assert summary["example_kinds"]["assessment_negative"] > 0
+    assert summary["padding_fraction"] <= 0.10
+
+
+def test_training_is_deterministic(tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        model = train("tiny", DOCS[:3], tmp_path / name, config=FAST, show_progress=False)
+        weights.append({k: v.clone() for k, v in model.model.state_dict().items()})
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_one_passage_corpus_and_full_finetune(tmp_path):
+    config = TrainingConfig(epochs=1, full_finetune=True, save_steps=1000)
+    model = train("tiny", DOCS[:1], tmp_path / "one", config=config, show_progress=False)
+    assert [r.passage_id for r in model.retrieve("anything", k=5)] == ["doc0#0"]
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert manifest["weights"] == "full"
+
+
+def test_unknown_qrels_ids_are_listed(tmp_path):
+    with pytest.raises(CorpusError, match="nope"):
+        train("tiny", DOCS, tmp_path / "x", queries={"q": "question"}, qrels={"q": {"nope": 1}},
+              config=FAST, show_progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_of_memory_gives_a_hint(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "train", boom)
+    with pytest.raises(TrainingError, match="gradient checkpointing"):
+        train("tiny", DOCS, tmp_path / "oom", config=FAST, show_progress=False)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from selfretrieval_integrations import Document
+    from selfretrieval_trainer.train import TrainingConfig, train
+    docs = [Document(id=f"d{i}", title=f"T{i}", text=f"Sentence {i} about topic {i}. Another one.")
+            for i in range(20)]
+    config = TrainingConfig(epochs=float(sys.argv[2]), batch_size=2, save_steps=2,
+                            keep_checkpoints=True)
+    model = train("tiny", docs, sys.argv[1], config=config, show_progress=False)
+    print("RESUMED", model.manifest["training"]["resumed_from"])
+    """
+)
+
+
+def test_sigkill_resumes_and_keeps_previous_artifact(trained, tmp_path):
+    out = tmp_path / "artifact"
+    previous, _ = trained
+    import shutil
+
+    shutil.copytree(previous, out)
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    checkpoints = tmp_path / "artifact.checkpoints"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(checkpoints.glob("checkpoint-*"))) >= 1:
+            time.sleep(1.0)
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The previous artifact is intact and loadable; nothing half-written replaced it.
+    assert SelfRetrievalModel.from_pretrained(out).retrieve("item", k=1)
+    assert list(checkpoints.glob("checkpoint-*"))
+    done = subprocess.run([sys.executable, str(script), str(out), "30"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "RESUMED checkpoint-" in done.stdout
+    assert len(SelfRetrievalModel.from_pretrained(out).store) == 20
+
+
+def test_add_and_delete_documents(trained, tmp_path):
+    import shutil
+
+    out = tmp_path / "artifact"
+    shutil.copytree(trained[0], out)
+    new = [Document(id="new1", title="Novel", text="A brand new fact about comets.")]
+    model = add_documents(out, new, config=FAST, show_progress=False)
+    assert len(model.store) == len(DOCS) + 1
+    found = model.retrieve("comets", k=1, filter={"doc_id": "new1"})
+    assert [r.passage_id for r in found] == ["new1#0"]
+    loaded = SelfRetrievalModel.from_pretrained(out)
+    assert len(loaded.store) == len(DOCS) + 1
+    assert loaded.manifest["history"][-1]["operation"] == "add"
+    with pytest.raises(CorpusError, match="already"):
+        add_documents(out, new, config=FAST, show_progress=False)
+
+    removed = delete_documents(out, ["doc0", "new1"])
+    assert removed == 2
+    after = SelfRetrievalModel.from_pretrained(out)
+    ids = {r.passage_id for r in after.retrieve("anything", k=100)}
+    assert ids == {f"doc{i}#0" for i in range(1, 6)}
+    with pytest.raises(CorpusError, match="missing-id"):
+        delete_documents(out, ["missing-id"])
+    with pytest.raises(CorpusError, match="empty"):
+        delete_documents(out, [f"doc{i}" for i in range(1, 6)])
+
+
+def test_cli_train_search_info_delete(tmp_path):
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("\n".join(json.dumps({"id": d.id, "title": d.title, "text": d.text})
+                                for d in DOCS))
+    out = tmp_path / "cli-artifact"
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--corpus", str(corpus), "--out", str(out),
+                                 "--base-model", "tiny", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["search", str(out), "item seven", "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 2
+    assert {"passage_id", "doc_id", "title", "text", "score"} <= set(rows[0])
+    result = runner.invoke(app, ["search", str(out), "item seven", "-k", "2"])
+    assert result.exit_code == 0 and "rank" in result.output
+    result = runner.invoke(app, ["info", str(out)])
+    assert result.exit_code == 0 and json.loads(result.output)["n_passages"] == len(DOCS)
+    result = runner.invoke(app, ["delete", str(out), "--ids", "doc1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["search", str(out), "   "])
+    assert result.exit_code == 2 and "empty" in result.output
+    result = runner.invoke(app, ["search", str(tmp_path / "nowhere"), "q"])
+    assert result.exit_code == 2 and "no artifact" in result.output
+
+
+def test_mix_config_validation():
+    with pytest.raises(ValueError):
+        MixConfig(supervised_repeats=-1)
+    with pytest.raises(ValueError):
+        TrainingConfig(epochs=0)
