@@ -232,15 +232,15 @@ def _make_systems(
     key_len = np.array([len(t.ids) for t in targets])
     title_len = np.array([t.title_length for t in targets])
     trie = optimized.trie
-    leaves = np.flatnonzero(trie.leaf_rank >= 0)
+    leaf_depths = np.asarray(trie.leaf_depths())
     info = {
         "passages": len(corpus),
         "titles": len({p.title for p in corpus}),
         "mean_key_tokens": float(key_len.mean()),
         "mean_title_segment_tokens": float(title_len.mean()),
         "trie_nodes": int(trie.n_nodes),
-        "mean_cut_depth": float(np.asarray(trie.depth)[leaves].mean()),
-        "max_cut_depth": int(np.asarray(trie.depth)[leaves].max()),
+        "mean_cut_depth": float(leaf_depths.mean()),
+        "max_cut_depth": int(leaf_depths.max()),
         "trie_build_s": build_s,
         "dict_trie_build_s": naive_build_s,
     }

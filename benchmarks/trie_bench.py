@@ -138,13 +138,6 @@ class PeakRss:
         self._thread.join()
 
 
-def cut_lengths(trie: PassageTrie) -> np.ndarray:
-    """The stored (cut) key length of every passage: the depth of its leaf."""
-    leaf_nodes = np.flatnonzero(trie.leaf_rank >= 0)
-    node_of_rank = leaf_nodes[np.argsort(trie.leaf_rank[leaf_nodes])]
-    return np.asarray(trie.depth[node_of_rank[trie.passage_leaf]])
-
-
 def cut_keys(
     cut: np.ndarray, flat: np.ndarray, offsets: np.ndarray, passages: np.ndarray
 ) -> list[list[int]]:
@@ -295,7 +288,12 @@ def main() -> None:
         trie = PassageTrie.build_flat(flat, offsets, titles, show_progress=True)
         build_s = time.perf_counter() - t0
     built_rss = rss() - before
-    cut = cut_lengths(trie)
+    cut = trie.unique_depths()  # the stored (cut) key length of every passage
+    filter_mask = np.random.default_rng(args.seed + 2).random(n) < 0.5
+    t0 = time.perf_counter()
+    trie.allowed_leaf_counts(filter_mask)
+    filter_s = time.perf_counter() - t0
+    del filter_mask
 
     print("building PassageTrie (from Python lists) ...", flush=True)
     lists = [flat[a:b].tolist() for a, b in itertools.pairwise(offsets.tolist())]
@@ -311,11 +309,7 @@ def main() -> None:
         disk_bytes = dir_size(folder)
         array_bytes = trie.nbytes
         structure_bytes = array_bytes + marisa_bytes
-        per_array = {
-            name: int(getattr(trie, name).nbytes)
-            for name in sorted(vars(PassageTrie)["__annotations__"])
-            if isinstance(getattr(trie, name, None), np.ndarray)
-        }
+        per_array = dict(sorted(trie.array_nbytes().items()))
 
         print("timing load (fresh process) ...", flush=True)
         loads = []
@@ -377,9 +371,11 @@ def main() -> None:
         {
             "trie": {
                 "n_nodes": trie.n_nodes,
+                "n_internal": trie.n_internal,
                 "n_leaves": trie.n_leaves,
                 "n_marisa_keys": len(trie.node_of_key),
-                "n_label_tokens": len(trie.labels),
+                "n_stored_label_tokens": len(trie.label_code),
+                "token_dtype": trie.token_dtype.name,
                 "mean_cut_len": float(cut.mean()),
                 "max_cut_len": int(cut.max()),
                 "build_flat_s": build_s,
@@ -391,6 +387,7 @@ def main() -> None:
                 "structure_bytes": structure_bytes,
                 "array_bytes_by_name": per_array,
                 "disk_bytes": disk_bytes,
+                "allowed_leaf_counts_s": filter_s,
                 "load_s": load["load_s"],
                 "load_runs_s": [r["load_s"] for r in loads],
                 "load_first_lookup_s": load["first_lookup_s"],
@@ -425,7 +422,10 @@ def main() -> None:
     mib = 2**20
     extrap = f" (extrapolated from {sample_n:,})" if dict_full["extrapolated"] else ""
     rows = [
-        ("passages / leaves / nodes", f"{n:,} / {trie.n_leaves:,} / {trie.n_nodes:,}"),
+        (
+            "passages / leaves / internal nodes",
+            f"{n:,} / {trie.n_leaves:,} / {trie.n_internal:,}",
+        ),
         ("mean / max cut length (tokens)", f"{cut.mean():.1f} / {int(cut.max())}"),
         ("build (flat arrays)", f"{build_s:.1f} s"),
         ("build (from Python lists)", f"{build_lists_s:.1f} s"),
@@ -433,6 +433,7 @@ def main() -> None:
         ("trie RSS delta after build", f"{built_rss / mib:,.1f} MiB"),
         ("arrays + marisa", f"{array_bytes / mib:,.1f} + {marisa_bytes / mib:,.1f} MiB"),
         ("disk", f"{disk_bytes / mib:,.1f} MiB"),
+        ("allowed_leaf_counts (50 % mask)", f"{filter_s * 1e3:.1f} ms"),
         (
             "dict trie, same cut keys",
             f"{dict_full['rss_bytes'] / mib:,.0f} MiB RSS, {dict_full['build_s']:.1f} s{extrap}",

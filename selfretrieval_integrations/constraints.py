@@ -54,13 +54,12 @@ class TrieLogitsProcessor(LogitsProcessor):
         """
         trie = self.trie
         nodes = np.asarray(nodes, dtype=np.int64)
-        idx, rows = concat_ranges(trie.child_start[nodes], trie.child_start[nodes + 1])
-        tokens = np.asarray(trie.child_token[idx], dtype=np.int64)
+        idx, rows = concat_ranges(*trie.child_ranges(nodes))
+        tokens = trie.child_tokens(idx)
         children = np.asarray(trie.child_node[idx], dtype=np.int64)
         if leaf_counts is not None and any(c is not None for c in leaf_counts):
             keep = np.ones(len(idx), dtype=bool)
-            lo = trie.leaf_lo[children]
-            hi = trie.leaf_hi[children]
+            lo, hi = trie.leaf_bounds(children)
             for row, counts in enumerate(leaf_counts):
                 if counts is None:
                     continue

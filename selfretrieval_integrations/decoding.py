@@ -126,7 +126,7 @@ class ConstrainedDecoder:
         self.config = config or DecodingConfig()
         self.processor = TrieLogitsProcessor(trie, eos_token_id)
         self.pad_token_id = int(pad_token_id)
-        self.has_titles = bool(np.asarray(trie.is_title_end).any())
+        self.has_titles = trie.has_title_ends
         self._cache_kwarg = cache_kwarg(model)
 
     # -- forward plumbing -------------------------------------------------------------------
@@ -214,18 +214,15 @@ class ConstrainedDecoder:
         return node, tokens
 
     def _label(self, node: int, first_token: int) -> list[int]:
-        """Tokens of the edge into ``node`` (its first token as the mask allowed it)."""
-        trie = self.trie
-        start, length = int(trie.label_start[node]), int(trie.label_len[node])
-        label = [int(t) for t in trie.labels[start : start + length]]
-        label[0] = first_token  # the trie's end marker is fed as EOS
-        return label
+        """Tokens of the edge into ``node`` (its first token as the mask allowed it: the trie's
+        end marker is fed as EOS)."""
+        return self.trie.edge(node, first_token)
 
     def _is_leaf(self, node: int) -> bool:
-        return bool(self.trie.child_start[node + 1] == self.trie.child_start[node])
+        return self.trie.is_leaf(node)
 
     def _complete(self, node: int, stage: int) -> bool:
-        return self._is_leaf(node) or (stage == _TITLES and bool(self.trie.is_title_end[node]))
+        return self._is_leaf(node) or (stage == _TITLES and self.trie.is_title_end_node(node))
 
     def decode(
         self,

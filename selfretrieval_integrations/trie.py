@@ -21,37 +21,53 @@ End marker
 Titles
     ``title_lengths[i]`` leading tokens of ``keys[i]`` form its title segment (title plus a fixed
     marker). A node boundary is forced at that depth on the key's path whenever the title ends
-    inside the stored cut, even if the node has a single child, and ``is_title_end`` marks it.
-    ``is_title_end[n]`` means: for at least one passage below ``n``, the title segment ends
-    exactly at the end of ``n``'s label. A leaf is marked when a title ends exactly at the cut. A
-    title longer than the cut (the title alone identifies the passage) has no marked node.
+    inside the stored cut, even if the node has a single child, and such a node is a *title end*
+    (:meth:`PassageTrie.is_title_end_node`): for at least one passage below it, the title segment
+    ends exactly at the end of its label. A leaf is a title end when a title ends exactly at the
+    cut. A title longer than the cut (the title alone identifies the passage) has no title end.
 
-Array layout (all public, read-only; node 0 is the root, nodes are numbered in DFS pre-order with
-children visited by ascending first token)
-    ``child_start`` (n_nodes + 1), ``child_token``, ``child_node``: CSR children; the children of
-        ``n`` are ``child_node[child_start[n]:child_start[n + 1]]``, keyed by the first token of
-        their label, ascending.
-    ``label_start``, ``label_len``, ``labels``: the edge label of ``n`` (the tokens between its
-        parent and ``n``, first token included) is ``labels[label_start[n]:][:label_len[n]]``;
-        the root's label is empty. Every leaf's label is exactly one token.
-    ``depth``: tokens from the root to the end of ``n``'s label.
-    ``leaf_rank`` (-1 for internal nodes), ``leaf_lo``, ``leaf_hi``: leaves are ranked in DFS order;
-        node ``n`` covers the leaves ``[leaf_lo[n], leaf_hi[n])``.
-    ``passage_start`` (n_leaves + 1), ``leaf_passages``: the passages of the leaf with rank ``r``
-        are ``leaf_passages[passage_start[r]:passage_start[r + 1]]`` (ascending); so the passages
-        below any node are one contiguous slice.
-    ``passage_leaf``: the leaf rank of each passage.
-    ``is_title_end``: see Titles.
+Nodes
+    Internal nodes are numbered ``0 .. n_internal - 1`` in DFS pre-order (children visited by
+    ascending first token; node 0 is the root). Leaves are ranked in DFS order and the leaf of rank
+    ``r`` is node ``n_internal + r``. A leaf is not stored as a node: its label is always exactly
+    one token (the one on its parent's child entry), its depth is its parent's plus one and it
+    covers the leaves ``[r, r + 1)``. Code should go through the accessors (:meth:`children`,
+    :meth:`child_ranges`, :meth:`edge`, :meth:`leaf_bounds`, :meth:`is_leaf`, ...) rather than
+    index the arrays by node id.
+
+Array layout (all read-only; ``n_int = n_internal``)
+    ``child_start`` (n_int + 1), ``child_code``, ``child_node`` (n_nodes - 1): CSR children; the
+        children of internal node ``n`` are at positions ``child_start[n]:child_start[n + 1]``
+        (:meth:`child_ranges`), keyed by the first token of their label, ascending.
+    Token codes: ``child_code`` and ``label_code`` hold ``token + 1`` (the end marker is 0, so it
+        sorts first) as uint16 when every token id is below 65535, else uint32; the dtype is
+        recorded in ``trie.json``. :meth:`child_tokens` and the other accessors decode them.
+    ``label_start`` (n_int + 1), ``label_code``: the edge label of internal node ``n`` (the tokens
+        between its parent and ``n``, first token included) is
+        ``label_code[label_start[n]:label_start[n + 1]]``; the root's label is empty.
+    ``internal_depth`` (n_int): tokens from the root to the end of ``n``'s label.
+    ``leaf_lo``, ``leaf_hi`` (n_int): internal node ``n`` covers the leaves ``[leaf_lo[n],
+        leaf_hi[n])`` (:meth:`leaf_bounds` covers leaves too).
+    ``leaf_passages`` (n_passages): passage indices grouped by leaf rank, ascending within a leaf,
+        so the passages below any node are one contiguous slice. Almost every leaf holds one
+        passage; ``multi_leaf`` (ascending ranks of the leaves holding several) and ``multi_extra``
+        (``multi_extra[i]``: passages beyond the first in ``multi_leaf[:i]``) locate the others:
+        the passages of leaf ``r`` start at ``r + multi_extra[searchsorted(multi_leaf, r)]``.
+    ``is_title_end`` (n_int, bool) and ``title_end_leaf`` (ascending leaf ranks): see Titles.
+    ``node_of_key``: see below.
+    Nothing is stored per passage beyond ``leaf_passages``: the leaf of each passage
+    (:meth:`passage_leaves`) and unique depths (:meth:`unique_depths`) are derived on request.
 
 Filters
     There is no ``restrict``: a subset of passages (a filter, an access list, deleted documents) is
     applied without rebuilding, through :meth:`PassageTrie.allowed_leaf_counts`. A node may be
-    taken iff ``counts[leaf_hi[n]] - counts[leaf_lo[n]] > 0``, i.e. it has an allowed passage below.
+    taken iff ``counts[hi] - counts[lo] > 0`` with ``lo, hi = leaf_bounds(node)``, i.e. it has an
+    allowed passage below.
 
 Files written by :meth:`PassageTrie.save`
-    ``trie.json`` (format version, counts, end marker, array dtypes and shapes), one ``<name>.npy``
-    per array, ``node_of_key.npy`` and ``trie.marisa``. The marisa trie holds the full token path
-    of every internal node except the root (one character per token: ``chr(t + 1)``, shifted past
+    ``trie.json`` (format version, counts, end marker, token code dtype, array dtypes and shapes),
+    one ``<name>.npy`` per array and ``trie.marisa``. The marisa trie holds the full token path of
+    every internal node except the root (one character per token: ``chr(t + 1)``, shifted past
     the surrogate range); ``node_of_key`` maps its key ids to node ids. Leaves are not stored there:
     each leaf is one token below its parent, so a look-up reaches it with one child search.
 """
@@ -59,8 +75,10 @@ Files written by :meth:`PassageTrie.save`
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,25 +100,25 @@ MAX_TOKEN_ID = 0x10FFFF - 1 - _SURROGATE_SPAN
 """The largest token id the trie can hold (one unicode character per token in marisa)."""
 
 FORMAT_NAME = "selfretrieval-passage-trie"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_FILE = "trie.json"
 MARISA_FILE = "trie.marisa"
+TOKEN_CODE = "token + 1 (0 = end marker)"
 
 _ARRAY_NAMES: tuple[str, ...] = (
     "child_start",
-    "child_token",
+    "child_code",
     "child_node",
     "label_start",
-    "label_len",
-    "labels",
-    "depth",
+    "label_code",
+    "internal_depth",
     "leaf_lo",
     "leaf_hi",
-    "leaf_rank",
-    "passage_start",
     "leaf_passages",
-    "passage_leaf",
+    "multi_leaf",
+    "multi_extra",
     "is_title_end",
+    "title_end_leaf",
     "node_of_key",
 )
 
@@ -114,6 +132,11 @@ _CODE_BITS = 21
 def _index_dtype(max_value: int) -> type[np.signedinteger[Any]]:
     """int32 when every value fits, else int64."""
     return np.int32 if max_value < np.iinfo(np.int32).max else np.int64
+
+
+def _uint_dtype(max_value: int) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned dtype holding ``max_value`` (at least uint16)."""
+    return np.uint16 if max_value <= np.iinfo(np.uint16).max else np.uint32
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -347,46 +370,56 @@ class PassageTrie:
     """Radix trie over the token ids of every passage, cut where each passage becomes unique.
 
     Build it with :meth:`build`, persist it with :meth:`save` / :meth:`load` (memory-mapped). A
-    decoder walks it by node id with :meth:`children` (or the CSR arrays directly), reads edge
-    runs with :meth:`label`, and restricts it to a subset of passages with
-    :meth:`allowed_leaf_counts` (filters never rebuild the trie). :meth:`lookup` and
-    :meth:`next_tokens` resolve arbitrary token prefixes through marisa. See the module docstring
-    for the array layout and the end-marker and title rules.
+    decoder walks it by node id with :meth:`children` (or :meth:`child_ranges` and the CSR arrays,
+    vectorised), feeds edges with :meth:`edge`, and restricts it to a subset of passages with
+    :meth:`allowed_leaf_counts` and :meth:`leaf_bounds` (filters never rebuild the trie).
+    :meth:`lookup` and :meth:`next_tokens` resolve arbitrary token prefixes through marisa. See the
+    module docstring for the layout and the end-marker and title rules.
     """
 
     root: ClassVar[int] = 0
+    end_token: ClassVar[int] = END_TOKEN
 
     child_start: np.ndarray
-    child_token: np.ndarray
+    child_code: np.ndarray
     child_node: np.ndarray
     label_start: np.ndarray
-    label_len: np.ndarray
-    labels: np.ndarray
-    depth: np.ndarray
+    label_code: np.ndarray
+    internal_depth: np.ndarray
     leaf_lo: np.ndarray
     leaf_hi: np.ndarray
-    leaf_rank: np.ndarray
-    passage_start: np.ndarray
     leaf_passages: np.ndarray
-    passage_leaf: np.ndarray
+    multi_leaf: np.ndarray
+    multi_extra: np.ndarray
     is_title_end: np.ndarray
+    title_end_leaf: np.ndarray
     node_of_key: np.ndarray
 
-    def __init__(
-        self,
-        arrays: dict[str, np.ndarray],
-        marisa: marisa_trie.Trie,
-        *,
-        end_token: int = END_TOKEN,
-    ) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], marisa: marisa_trie.Trie) -> None:
         """Wrap arrays made by :meth:`build` or read by :meth:`load`; not meant to be called."""
         for name in _ARRAY_NAMES:
             setattr(self, name, arrays[name])
         self._marisa = marisa
-        self.end_token = int(end_token)
-        self.n_nodes = len(self.depth)
-        self.n_leaves = len(self.passage_start) - 1
-        self.n_passages = len(self.passage_leaf)
+        self.n_internal = len(self.internal_depth)
+        self.n_nodes = len(self.child_node) + 1
+        self.n_leaves = self.n_nodes - self.n_internal
+        self.n_passages = len(self.leaf_passages)
+        self.token_dtype = np.dtype(self.child_code.dtype)
+        self._max_code = int(np.iinfo(self.token_dtype).max)
+        # Scalar hot paths (look-ups, the decoder's per-node calls) index these memoryviews of
+        # the same buffers: an item is a Python int, several times cheaper than a numpy scalar.
+        self._child_start = memoryview(self.child_start)
+        self._child_code = memoryview(self.child_code)
+        self._child_node = memoryview(self.child_node)
+        self._label_start = memoryview(self.label_start)
+        self._label_code = memoryview(self.label_code)
+        self._internal_depth = memoryview(self.internal_depth)
+        self._node_of_key = memoryview(self.node_of_key)
+        self._leaf_lo = memoryview(self.leaf_lo)
+        self._leaf_hi = memoryview(self.leaf_hi)
+        self._multi_leaf = memoryview(self.multi_leaf)
+        self._multi_extra = memoryview(self.multi_extra)
+        self._title_end_leaf = memoryview(self.title_end_leaf)
 
     # ------------------------------------------------------------------ building
 
@@ -542,33 +575,47 @@ class PassageTrie:
         del names, branch_lo
         bar.update(1)
 
-        # 4. Edges: labels, children in CSR form, leaves.
+        # 4. Renumber: internal nodes keep their pre-order, leaf j becomes n_internal + j. Edges:
+        #    labels of internal nodes, children in CSR form (leaves' one-token labels live there).
         bar.set_postfix_str("labelling edges")
+        n_children = np.bincount(parent[1:], minlength=n_nodes)
+        is_leaf = n_children == 0
+        internal = np.flatnonzero(~is_leaf)
+        n_internal = len(internal)
+        new_id = np.empty(n_nodes, dtype=np.int64)
+        new_id[internal] = np.arange(n_internal)
+        new_id[is_leaf] = n_internal + node_lo[is_leaf]
         parent_d = np.zeros(n_nodes, dtype=np.int64)
         parent_d[1:] = node_d[parent[1:]]
-        label_len = node_d - parent_d
-        label_start = np.zeros(n_nodes, dtype=np.int64)
-        np.cumsum(label_len[:-1], out=label_start[1:])
-        n_labels = int(label_len.sum())
-        owner = np.repeat(np.arange(n_nodes, dtype=np.int64), label_len)
-        pos = np.arange(n_labels, dtype=np.int64) - label_start[owner] + parent_d[owner]
-        labels = keys.ext_token(rep[node_lo[owner]], pos).astype(np.int32)
-        del owner, pos
 
-        child_node = np.argsort(parent[1:], kind="stable") + 1
-        n_children = np.bincount(parent[1:], minlength=n_nodes)
-        child_start = np.zeros(n_nodes + 1, dtype=np.int64)
-        np.cumsum(n_children, out=child_start[1:])
-        child_token = labels[label_start[child_node]]
-        is_leaf = n_children == 0
-        leaf_rank = np.where(is_leaf, node_lo, -1)
+        old_child = np.argsort(parent[1:], kind="stable") + 1  # grouped by parent, pre-order
+        child_start = np.zeros(n_internal + 1, dtype=np.int64)
+        np.cumsum(n_children[internal], out=child_start[1:])
+        child_token = keys.ext_token(rep[node_lo[old_child]], parent_d[old_child])
+        child_node = new_id[old_child]
+        del old_child
+
+        label_len = node_d[internal] - parent_d[internal]
+        label_start = np.zeros(n_internal + 1, dtype=np.int64)
+        np.cumsum(label_len, out=label_start[1:])
+        owner = np.repeat(internal, label_len)
+        pos = np.arange(int(label_start[-1]), dtype=np.int64) - np.repeat(
+            label_start[:-1] - parent_d[internal], label_len
+        )
+        label_token = keys.ext_token(rep[node_lo[owner]], pos)
+        del owner, pos, new_id, parent, parent_d
+
+        title_end_leaf = node_lo[is_leaf & is_title_end]  # pre-order: ascending ranks
+        group_size = np.diff(passage_start)
+        multi_leaf = np.flatnonzero(group_size > 1)
+        multi_extra = np.zeros(len(multi_leaf) + 1, dtype=np.int64)
+        np.cumsum(group_size[multi_leaf] - 1, out=multi_extra[1:])
         bar.update(1)
 
         # 5. marisa over the paths of internal nodes (root excluded).
         bar.set_postfix_str("building marisa")
-        internal = np.flatnonzero(~is_leaf)[1:]
-        path_len = node_d[internal]
-        path_idx = _concat_ranges(keys.starts[rep[node_lo[internal]]], path_len)
+        path_len = node_d[internal[1:]]
+        path_idx = _concat_ranges(keys.starts[rep[node_lo[internal[1:]]]], path_len)
         codes = keys.tokens[path_idx] + 1
         codes[codes >= _SURROGATE_LO] += _SURROGATE_SPAN
         text = codes.astype("<u4").tobytes().decode("utf-32-le")
@@ -577,30 +624,31 @@ class PassageTrie:
         paths = [text[a:b] for a, b in zip(starts, ends, strict=True)]
         del codes, path_idx, text
         marisa = marisa_trie.Trie(paths)
-        node_of_key = np.zeros(len(marisa), dtype=np.int32)
+        node_of_key = np.zeros(len(marisa), dtype=np.int64)
         if paths:
-            node_of_key[np.fromiter(map(marisa.key_id, paths), np.int64, len(paths))] = internal
+            key_ids = np.fromiter(map(marisa.key_id, paths), np.int64, len(paths))
+            node_of_key[key_ids] = np.arange(1, n_internal)
         del paths
         bar.update(1)
 
         node_dtype = _index_dtype(n_nodes)
         leaf_dtype = _index_dtype(n_leaves + 1)
         passage_dtype = _index_dtype(n + 1)
+        code_dtype = _uint_dtype(int(keys.tokens.max()) + 1)
         arrays = {
             "child_start": child_start.astype(node_dtype),
-            "child_token": child_token.astype(np.int32),
+            "child_code": (child_token + 1).astype(code_dtype),
             "child_node": child_node.astype(node_dtype),
-            "label_start": label_start.astype(_index_dtype(n_labels)),
-            "label_len": label_len.astype(np.int32),
-            "labels": labels,
-            "depth": node_d.astype(np.int32),
-            "leaf_lo": node_lo.astype(leaf_dtype),
-            "leaf_hi": node_hi.astype(leaf_dtype),
-            "leaf_rank": leaf_rank.astype(leaf_dtype),
-            "passage_start": passage_start.astype(passage_dtype),
+            "label_start": label_start.astype(_index_dtype(int(label_start[-1]))),
+            "label_code": (label_token + 1).astype(code_dtype),
+            "internal_depth": node_d[internal].astype(_uint_dtype(max_depth)),
+            "leaf_lo": node_lo[internal].astype(leaf_dtype),
+            "leaf_hi": node_hi[internal].astype(leaf_dtype),
             "leaf_passages": order.astype(passage_dtype),
-            "passage_leaf": passage_leaf.astype(leaf_dtype),
-            "is_title_end": is_title_end,
+            "multi_leaf": multi_leaf.astype(leaf_dtype),
+            "multi_extra": multi_extra.astype(passage_dtype),
+            "is_title_end": is_title_end[internal],
+            "title_end_leaf": title_end_leaf.astype(leaf_dtype),
             "node_of_key": node_of_key.astype(node_dtype),
         }
         return cls({k: _readonly(v) for k, v in arrays.items()}, marisa)
@@ -616,33 +664,186 @@ class PassageTrie:
             f"n_nodes={self.n_nodes})"
         )
 
-    def children(self, node: int) -> tuple[np.ndarray, np.ndarray]:
-        """First tokens (ascending) and node ids of the children of ``node`` (read-only views)."""
-        a, b = int(self.child_start[node]), int(self.child_start[node + 1])
-        return self.child_token[a:b], self.child_node[a:b]
-
-    def label(self, node: int) -> np.ndarray:
-        """The edge label of ``node``: the token run from its parent to it (empty for the root)."""
-        start = int(self.label_start[node])
-        return self.labels[start : start + int(self.label_len[node])]
+    def _check_node(self, node: int) -> int:
+        node = int(node)
+        if not 0 <= node < self.n_nodes:
+            raise ValueError(
+                f"node {node} is not in this trie (node ids are 0..{self.n_nodes - 1})"
+            )
+        return node
 
     def is_leaf(self, node: int) -> bool:
-        """Whether ``node`` has no children (it then identifies one distinct key)."""
-        return bool(self.child_start[node + 1] == self.child_start[node])
+        """Whether ``node`` is a leaf (it then identifies one distinct key)."""
+        return int(node) >= self.n_internal
+
+    def is_leaf_nodes(self, nodes: np.ndarray | Sequence[int]) -> np.ndarray:
+        """:meth:`is_leaf` of every node in ``nodes`` (a bool array)."""
+        return np.asarray(nodes) >= self.n_internal
+
+    def child_ranges(self, nodes: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, ends)``: the children of ``nodes[i]`` are at CSR positions
+        ``starts[i]:ends[i]`` of ``child_code`` / ``child_node`` (empty for leaves)."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        leaf = nodes >= self.n_internal
+        starts = self.child_start[np.where(leaf, self.n_internal, nodes)]
+        ends = self.child_start[np.where(leaf, self.n_internal, nodes + 1)]
+        return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False)
+
+    def child_tokens(self, positions: np.ndarray | Sequence[int] | slice) -> np.ndarray:
+        """First tokens (int64; the end marker as ``end_token``) at CSR ``positions``."""
+        return np.subtract(self.child_code[positions], 1, dtype=np.int64)
+
+    def children(self, node: int) -> tuple[np.ndarray, np.ndarray]:
+        """First tokens (ascending, int64) and node ids (read-only view) of ``node``'s children."""
+        node = int(node)
+        if node >= self.n_internal:
+            return np.zeros(0, dtype=np.int64), self.child_node[:0]
+        a, b = self._child_start[node], self._child_start[node + 1]
+        return self._tokens_of(node, a, b), self.child_node[a:b]
+
+    def _tokens_of(self, node: int, a: int, b: int) -> np.ndarray:
+        """Decoded first tokens of ``node``'s children at ``a:b`` (the root's are cached)."""
+        return self._root_tokens if node == self.root else self.child_tokens(slice(a, b))
+
+    @cached_property
+    def _root_tokens(self) -> np.ndarray:
+        """The root's child tokens, decoded once: its fan-out is the largest (up to the vocab)."""
+        return _readonly(self.child_tokens(slice(0, int(self.child_start[1]))))
+
+    def leaf_bounds(self, nodes: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)``: node ``nodes[i]`` covers the leaf ranks ``[lo[i], hi[i])`` (int64)."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        rank = nodes - self.n_internal
+        leaf = rank >= 0
+        at = np.where(leaf, 0, nodes)
+        lo = np.where(leaf, rank, self.leaf_lo[at])
+        hi = np.where(leaf, rank + 1, self.leaf_hi[at])
+        return lo, hi
+
+    def _bounds(self, node: int) -> tuple[int, int]:
+        node = int(node)
+        if node >= self.n_internal:
+            return node - self.n_internal, node - self.n_internal + 1
+        return self._leaf_lo[node], self._leaf_hi[node]
+
+    def _internal_label(self, node: int) -> np.ndarray:
+        return self.label_code[self._label_start[node] : self._label_start[node + 1]]
+
+    def edge(self, node: int, first_token: int) -> list[int]:
+        """The tokens fed to move into ``node`` from its parent: ``first_token`` (the token the
+        mask allowed, e.g. EOS for the end marker) followed by the rest of ``node``'s label."""
+        node = int(node)
+        if node >= self.n_internal:
+            return [int(first_token)]
+        codes = self._label_code[self._label_start[node] + 1 : self._label_start[node + 1]]
+        return [int(first_token), *(c - 1 for c in codes.tolist())]
+
+    def _descend(self, node: int) -> list[int]:
+        """CSR positions of the edges from the root to ``node``: O(depth in nodes) searches."""
+        node = self._check_node(node)
+        target = self._bounds(node)[0]
+        positions: list[int] = []
+        current = self.root
+        while current != node:
+            if current >= self.n_internal:  # pragma: no cover - ranges are nested
+                raise ValueError(f"node {node} is not in this trie")
+            a, b = int(self.child_start[current]), int(self.child_start[current + 1])
+            _, hi = self.leaf_bounds(self.child_node[a:b])
+            i = int(np.searchsorted(hi, target, side="right"))
+            positions.append(a + i)
+            current = int(self.child_node[a + i])
+        return positions
+
+    def label(self, node: int) -> np.ndarray:
+        """The edge label of ``node`` (int64): the token run from its parent to it; empty for the
+        root. A leaf's label is one token, read from its parent (O(depth in nodes))."""
+        node = self._check_node(node)
+        if node < self.n_internal:
+            return np.subtract(self._internal_label(node), 1, dtype=np.int64)
+        return self.child_tokens(self._descend(node)[-1:])
+
+    def depth_of(self, node: int) -> int:
+        """Tokens from the root to the end of ``node``'s label (a leaf's: its unique depth)."""
+        node = self._check_node(node)
+        if node < self.n_internal:
+            return int(self.internal_depth[node])
+        position = self._descend(node)[-1]
+        parent = int(np.searchsorted(self.child_start, position, side="right")) - 1
+        return int(self.internal_depth[parent]) + 1
+
+    def leaf_depths(self) -> np.ndarray:
+        """The depth of every leaf, by rank (int64): the length of its cut key. O(n_nodes)."""
+        counts = np.diff(self.child_start)
+        parent = np.repeat(np.arange(self.n_internal, dtype=np.int64), counts)
+        leaf = self.child_node >= self.n_internal
+        depths = np.empty(self.n_leaves, dtype=np.int64)
+        depths[self.child_node[leaf] - self.n_internal] = self.internal_depth[parent[leaf]]
+        return depths + 1
+
+    def leaf_node(self, rank: int) -> int:
+        """The node id of the leaf of rank ``rank``."""
+        if not 0 <= int(rank) < self.n_leaves:
+            raise ValueError(f"leaf rank {rank} is outside [0, {self.n_leaves})")
+        return self.n_internal + int(rank)
+
+    def passage_leaves(self) -> np.ndarray:
+        """The leaf rank of every passage (a new array; O(n_passages))."""
+        out = np.empty(self.n_passages, dtype=self.leaf_lo.dtype)
+        out[self.leaf_passages] = np.repeat(
+            np.arange(self.n_leaves, dtype=out.dtype), np.diff(self._passage_starts())
+        )
+        return out
+
+    def unique_depths(self) -> np.ndarray:
+        """For every passage, the depth of its leaf: how many leading tokens of its key identify
+        it (the whole key plus the end marker for a key that is a prefix of another). O(n)."""
+        return self.leaf_depths()[self.passage_leaves()]
+
+    def is_title_end_node(self, node: int) -> bool:
+        """Whether a title segment ends exactly at the end of ``node``'s label (see Titles)."""
+        node = int(node)
+        if node < self.n_internal:
+            return bool(self.is_title_end[node])
+        rank = node - self.n_internal
+        i = bisect_left(self._title_end_leaf, rank)
+        return i < len(self._title_end_leaf) and self._title_end_leaf[i] == rank
+
+    def title_end_nodes(self) -> np.ndarray:
+        """Every title-end node id, ascending (int64)."""
+        return np.concatenate(
+            [
+                np.flatnonzero(self.is_title_end),
+                self.title_end_leaf.astype(np.int64) + self.n_internal,
+            ]
+        )
+
+    @cached_property
+    def has_title_ends(self) -> bool:
+        """Whether any node is a title end (the corpus was built with titles that end in it)."""
+        return bool(len(self.title_end_leaf) or np.any(self.is_title_end))
+
+    def _passage_start(self, rank: int) -> int:
+        """Position in ``leaf_passages`` of the first passage of leaf ``rank`` (or the end)."""
+        return rank + self._multi_extra[bisect_left(self._multi_leaf, rank)]
+
+    def _passage_starts(self) -> np.ndarray:
+        """:meth:`_passage_start` of every rank ``0..n_leaves`` (int64)."""
+        add = np.zeros(self.n_leaves + 1, dtype=np.int64)
+        add[self.multi_leaf.astype(np.int64) + 1] = np.diff(self.multi_extra)
+        return np.arange(self.n_leaves + 1, dtype=np.int64) + np.cumsum(add)
 
     def passages_at(self, node: int) -> np.ndarray:
         """Passage indices of a leaf, or of every leaf below an internal node (read-only view)."""
-        a = int(self.passage_start[int(self.leaf_lo[node])])
-        b = int(self.passage_start[int(self.leaf_hi[node])])
-        return self.leaf_passages[a:b]
+        lo, hi = self._bounds(node)
+        return self.leaf_passages[self._passage_start(lo) : self._passage_start(hi)]
 
     def allowed_leaf_counts(self, passage_mask: np.ndarray | None) -> np.ndarray:
         """Prefix sums over leaves of "the leaf holds at least one allowed passage".
 
         Returns ``counts`` of length ``n_leaves + 1``; node ``n`` is allowed iff
-        ``counts[leaf_hi[n]] - counts[leaf_lo[n]] > 0``. ``passage_mask`` is a boolean array with
-        one entry per passage; None allows every passage. This is how filters restrict the trie
-        to a subset of passages without rebuilding it. Cost: O(n_passages).
+        ``counts[hi] - counts[lo] > 0`` with ``lo, hi = leaf_bounds(n)``. ``passage_mask`` is a
+        boolean array with one entry per passage; None allows every passage. This is how filters
+        restrict the trie to a subset of passages without rebuilding it. Cost: O(n_passages).
         """
         dtype = _index_dtype(self.n_leaves + 1)
         if passage_mask is None:
@@ -653,37 +854,46 @@ class PassageTrie:
                 f"passage_mask has shape {mask.shape} and dtype {mask.dtype}; it must be a "
                 f"boolean array with one entry per passage ({self.n_passages},)"
             )
-        has_allowed = np.zeros(self.n_leaves, dtype=bool)
-        has_allowed[self.passage_leaf[mask]] = True
+        has_allowed = mask[self.leaf_passages]  # passages in leaf order
+        if len(self.multi_leaf):  # fold the few leaves with several passages into one entry
+            first = self.multi_leaf.astype(np.int64) + self.multi_extra[:-1]
+            size = np.diff(self.multi_extra).astype(np.int64) + 1
+            any_allowed = np.logical_or.reduceat(
+                has_allowed[_concat_ranges(first, size)], np.cumsum(size) - size
+            )
+            has_allowed = np.delete(has_allowed, _concat_ranges(first + 1, size - 1))
+            has_allowed[self.multi_leaf] = any_allowed
         counts = np.zeros(self.n_leaves + 1, dtype=dtype)
         np.cumsum(has_allowed, out=counts[1:])
         return counts
 
     def count_allowed(self, node: int, counts: np.ndarray) -> int:
         """Number of allowed leaves below ``node`` (``counts`` from :meth:`allowed_leaf_counts`)."""
-        return int(counts[int(self.leaf_hi[node])] - counts[int(self.leaf_lo[node])])
+        lo, hi = self._bounds(node)
+        return int(counts[hi] - counts[lo])
 
     # ------------------------------------------------------------------ prefix look-ups
 
     def _child(self, node: int, token: int) -> int:
-        """The child of ``node`` whose label starts with ``token``, or -1."""
-        a, b = int(self.child_start[node]), int(self.child_start[node + 1])
-        tokens = self.child_token[a:b]
-        i = int(tokens.searchsorted(token))
-        if i < b - a and int(tokens[i]) == token:
-            return int(self.child_node[a + i])
+        """The child of internal ``node`` whose label starts with ``token``, or -1."""
+        code = token + 1
+        b = self._child_start[node + 1]
+        i = bisect_left(self._child_code, code, self._child_start[node], b)
+        if i < b and self._child_code[i] == code:
+            return self._child_node[i]
         return -1
 
-    def _find(self, prefix: Sequence[int] | np.ndarray) -> tuple[int, int, int] | None:
-        """Walk ``prefix``: (node, tokens of its label consumed, prefix tokens consumed).
+    def _find(self, prefix: Sequence[int] | np.ndarray) -> tuple[int, int, int, int] | None:
+        """Walk ``prefix``: (node, tokens of its label consumed, its label's length, prefix tokens
+        consumed).
 
-        The third value is smaller than ``len(prefix)`` only when the prefix runs past a leaf
+        The last value is smaller than ``len(prefix)`` only when the prefix runs past a leaf
         (past the cut, where the trie stores nothing). None if the prefix leaves the trie.
         """
         toks = prefix.tolist() if isinstance(prefix, np.ndarray) else list(prefix)
         m = len(toks)
         if m == 0:
-            return 0, 0, 0
+            return 0, 0, 0, 0
         try:
             text = _encode_query(toks)
         except (ValueError, OverflowError):
@@ -696,30 +906,31 @@ class PassageTrie:
         key = -1
         for _, key in self._marisa.iter_prefixes_with_ids(text):  # noqa: B007
             pass
-        node = int(self.node_of_key[key]) if key >= 0 else 0
-        d = int(self.depth[node])
+        node = self._node_of_key[key] if key >= 0 else 0
+        d = self._internal_depth[node]
         if d == m:
-            return node, int(self.label_len[node]), m
+            length = self._label_start[node + 1] - self._label_start[node]
+            return node, length, length, m
         # One child search; the query ends inside that child's label or runs past a leaf.
         child = self._child(node, toks[d])
         if child < 0:
             return None
-        length = int(self.label_len[child])
-        rest = m - d
-        if length > 1:
-            start = int(self.label_start[child])
-            take = min(rest, length)
-            if self.labels[start + 1 : start + take].tolist() != toks[d + 1 : d + take]:
-                return None
-        if rest <= length:
-            return child, rest, m
-        if self.child_start[child + 1] == self.child_start[child]:
-            return child, length, d + length
+        if child >= self.n_internal:  # a leaf: one token
+            return child, 1, 1, d + 1
+        start = self._label_start[child]
+        length = self._label_start[child + 1] - start
+        take = min(m - d, length)
+        if take > 1 and self._label_code[start + 1 : start + take].tolist() != [
+            t + 1 for t in toks[d + 1 : d + take]
+        ]:
+            return None
+        if m - d <= length:
+            return child, m - d, length, m
         return None  # unreachable: marisa would have matched the internal child's path
 
     def lookup(self, prefix: Sequence[int] | np.ndarray) -> tuple[int, int]:
         """``(node, offset)``: the node whose label holds the end of ``prefix``, and how many
-        tokens of that label the prefix consumes (``offset == label_len[node]`` when it ends
+        tokens of that label the prefix consumes (``offset == len(label(node))`` when it ends
         exactly at the node; the empty prefix gives ``(root, 0)``).
 
         Costs one marisa prefix search over the prefix (C) plus one child search. Raises
@@ -727,7 +938,7 @@ class PassageTrie:
         a leaf, i.e. past where the trie cuts the key.
         """
         found = self._find(prefix)
-        if found is None or found[2] != len(prefix):
+        if found is None or found[3] != len(prefix):
             raise KeyError(f"token prefix not in the trie: {list(prefix)[:20]!r}")
         return found[0], found[1]
 
@@ -738,7 +949,7 @@ class PassageTrie:
         *,
         allowed_counts: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The tokens allowed after ``prefix`` (ascending; may include ``end_token``).
+        """The tokens allowed after ``prefix`` (ascending int64; may include ``end_token``).
 
         Empty if the prefix is complete (it reached a leaf), is not in the trie, or has no
         allowed passage below it. ``passage_mask`` (one bool per passage) restricts the trie
@@ -746,22 +957,23 @@ class PassageTrie:
         instead, which skips the O(n_passages) preparation.
         """
         found = self._find(prefix)
-        if found is None or found[2] != len(prefix):
-            return np.zeros(0, dtype=self.child_token.dtype)
-        node, offset, _ = found
+        if found is None or found[3] != len(prefix) or found[0] >= self.n_internal:
+            return np.zeros(0, dtype=np.int64)
+        node, offset, length, _ = found
         counts = allowed_counts
         if counts is None and passage_mask is not None:
             counts = self.allowed_leaf_counts(passage_mask)
-        if offset < int(self.label_len[node]):
+        if offset < length:  # inside the label: one way on
             if counts is not None and self.count_allowed(node, counts) == 0:
-                return np.zeros(0, dtype=self.labels.dtype)
-            start = int(self.label_start[node]) + offset
-            return self.labels[start : start + 1]
-        tokens, nodes = self.children(node)
-        if counts is None or tokens.size == 0:
+                return np.zeros(0, dtype=np.int64)
+            code = self._label_code[self._label_start[node] + offset]
+            return np.array([code - 1], dtype=np.int64)
+        a, b = self._child_start[node], self._child_start[node + 1]
+        tokens = self._tokens_of(node, a, b)
+        if counts is None:
             return tokens
-        keep = counts[self.leaf_hi[nodes]] - counts[self.leaf_lo[nodes]] > 0
-        return tokens[keep]
+        lo, hi = self.leaf_bounds(self.child_node[a:b])
+        return tokens[counts[hi] - counts[lo] > 0]
 
     def passage_ids_for_prefix(self, prefix: Sequence[int] | np.ndarray) -> np.ndarray:
         """Passages identified by ``prefix``: those of the leaf it reaches, else empty.
@@ -772,37 +984,29 @@ class PassageTrie:
         continues (see the end marker) is identified by ``prefix + [end_token]``.
         """
         found = self._find(prefix)
-        if found is None:
-            return np.zeros(0, dtype=self.leaf_passages.dtype)
-        node, offset, _ = found
-        if not self.is_leaf(node) or offset < int(self.label_len[node]):
-            return np.zeros(0, dtype=self.leaf_passages.dtype)
-        return self.passages_at(node)
+        if found is None or found[0] < self.n_internal:
+            return self.leaf_passages[:0]
+        return self.passages_at(found[0])
 
     def path(self, node: int) -> np.ndarray:
-        """The token path from the root to the end of ``node`` (a leaf's path is its cut key).
-
-        Descends from the root along ``node``'s leaf range: O(depth in nodes) child searches.
-        """
-        node = int(node)
-        target_lo, target_depth = int(self.leaf_lo[node]), int(self.depth[node])
-        parts: list[np.ndarray] = []
-        current = 0
-        while current != node:
-            if int(self.depth[current]) >= target_depth:
-                raise ValueError(f"node {node} is not in this trie")  # pragma: no cover
-            a, b = int(self.child_start[current]), int(self.child_start[current + 1])
-            kids = self.child_node[a:b]
-            current = int(kids[int(np.searchsorted(self.leaf_hi[kids], target_lo, side="right"))])
-            parts.append(self.label(current))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=self.labels.dtype)
+        """The token path (int64) from the root to the end of ``node`` (a leaf's path is its cut
+        key). Descends from the root along ``node``'s leaf range: O(depth in nodes) searches."""
+        parts = [
+            self.edge(int(self.child_node[p]), int(self.child_tokens(p)))
+            for p in self._descend(node)
+        ]
+        return np.asarray(list(chain.from_iterable(parts)), dtype=np.int64)
 
     # ------------------------------------------------------------------ persistence
+
+    def array_nbytes(self) -> dict[str, int]:
+        """Bytes held by each stored array (the derived views are not counted)."""
+        return {name: int(getattr(self, name).nbytes) for name in _ARRAY_NAMES}
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (not counting the marisa trie)."""
-        return sum(int(getattr(self, name).nbytes) for name in _ARRAY_NAMES)
+        return sum(self.array_nbytes().values())
 
     def save(self, folder: str | Path) -> Path:
         """Write the trie into ``folder`` (created if needed); the caller handles atomicity."""
@@ -816,11 +1020,14 @@ class PassageTrie:
             "format_version": FORMAT_VERSION,
             "library_version": _library_version(),
             "n_nodes": self.n_nodes,
+            "n_internal": self.n_internal,
             "n_leaves": self.n_leaves,
             "n_passages": self.n_passages,
             "n_marisa_keys": len(self._marisa),
             "end_token": self.end_token,
-            "token_encoding": "marisa keys: chr(t + 1), plus 0x800 from U+D800 on",
+            "token_code": TOKEN_CODE,
+            "token_dtype": self.token_dtype.str,
+            "marisa_token_encoding": "chr(t + 1), plus 0x800 from U+D800 on",
             "arrays": {
                 name: {
                     "dtype": np.dtype(getattr(self, name).dtype).str,
@@ -848,32 +1055,47 @@ class PassageTrie:
         try:
             manifest = json.loads(manifest_path.read_text())
             version = int(manifest["format_version"])
-            counts = {k: int(manifest[k]) for k in ("n_nodes", "n_leaves", "n_passages")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{manifest_path} is corrupt ({exc}); rebuild the trie") from exc
+        if manifest.get("format") != FORMAT_NAME or version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{manifest_path} has format {manifest.get('format')!r} version {version}; this "
+                f"library reads {FORMAT_NAME!r} version {FORMAT_VERSION} only (rebuild the trie "
+                "with this version, or use the selfretrieval-integrations version that wrote it)"
+            )
+        try:
+            counts = {
+                k: int(manifest[k]) for k in ("n_nodes", "n_internal", "n_leaves", "n_passages")
+            }
             n_keys = int(manifest["n_marisa_keys"])
             end_token = int(manifest["end_token"])
+            token_dtype = np.dtype(manifest["token_dtype"])
+            token_code = manifest["token_code"]
             specs = manifest["arrays"]
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{manifest_path} is corrupt ({exc}); rebuild the trie") from exc
-        if manifest.get("format") != FORMAT_NAME or version > FORMAT_VERSION:
+        if (
+            end_token != END_TOKEN
+            or token_code != TOKEN_CODE
+            or token_dtype not in (np.dtype(np.uint16), np.dtype(np.uint32))
+            or counts["n_internal"] + counts["n_leaves"] != counts["n_nodes"]
+        ):
             raise ArtifactError(
-                f"{manifest_path} has format {manifest.get('format')!r} version {version}; this "
-                f"library reads {FORMAT_NAME!r} up to version {FORMAT_VERSION} (upgrade "
-                "selfretrieval-integrations or rebuild the trie)"
+                f"{manifest_path} records end token {end_token}, token code {token_code!r} as "
+                f"{token_dtype} and {counts}; this library writes {END_TOKEN}, {TOKEN_CODE!r} as "
+                "uint16 or uint32 and n_internal + n_leaves = n_nodes; rebuild the trie"
             )
-        expected_len = {
-            "child_start": counts["n_nodes"] + 1,
-            "child_token": counts["n_nodes"] - 1,
+        n_int = counts["n_internal"]
+        expected = {
+            "child_start": n_int + 1,
             "child_node": counts["n_nodes"] - 1,
-            "label_start": counts["n_nodes"],
-            "label_len": counts["n_nodes"],
-            "depth": counts["n_nodes"],
-            "leaf_lo": counts["n_nodes"],
-            "leaf_hi": counts["n_nodes"],
-            "leaf_rank": counts["n_nodes"],
-            "is_title_end": counts["n_nodes"],
-            "passage_start": counts["n_leaves"] + 1,
+            "child_code": counts["n_nodes"] - 1,
+            "label_start": n_int + 1,
+            "internal_depth": n_int,
+            "leaf_lo": n_int,
+            "leaf_hi": n_int,
+            "is_title_end": n_int,
             "leaf_passages": counts["n_passages"],
-            "passage_leaf": counts["n_passages"],
             "node_of_key": n_keys,
         }
         arrays: dict[str, np.ndarray] = {}
@@ -888,12 +1110,13 @@ class PassageTrie:
                     f"{path} is corrupt or truncated ({exc}); rebuild the trie"
                 ) from exc
             spec = specs.get(name, {})
-            want_len = expected_len.get(name)
+            want_len = expected.get(name)
             if (
                 array.ndim != 1
                 or (want_len is not None and len(array) != want_len)
                 or list(array.shape) != spec.get("shape")
                 or np.dtype(array.dtype).str != spec.get("dtype")
+                or (name.endswith("_code") and array.dtype != token_dtype)
             ):
                 raise ArtifactError(
                     f"{path} holds {array.dtype} {array.shape} but {manifest_path} expects "
@@ -902,10 +1125,15 @@ class PassageTrie:
                 )
             # A plain ndarray view of the memory map: same pages, cheaper to index than np.memmap.
             arrays[name] = _readonly(np.asarray(array))
-        if int(arrays["labels"].shape[0]) != int(np.sum(arrays["label_len"], dtype=np.int64)):
-            raise ArtifactError(
-                f"{folder / 'labels.npy'} does not match label_len.npy; rebuild the trie"
-            )
+        for name, table, ends_at in (
+            ("label_code", "label_start", len(arrays["label_code"])),
+            ("child_node", "child_start", len(arrays["child_node"])),
+            ("leaf_passages", "multi_extra", counts["n_passages"] - counts["n_leaves"]),
+        ):
+            if len(arrays[table]) == 0 or int(arrays[table][-1]) != ends_at:
+                raise ArtifactError(
+                    f"{folder / (name + '.npy')} does not match {table}.npy; rebuild the trie"
+                )
         marisa_path = folder / MARISA_FILE
         if not marisa_path.is_file():
             raise ArtifactError(
@@ -926,7 +1154,7 @@ class PassageTrie:
                 f"{marisa_path} holds {len(marisa)} paths but {manifest_path} expects {n_keys}; "
                 "rebuild the trie"
             )
-        return cls(arrays, marisa, end_token=end_token)
+        return cls(arrays, marisa)
 
 
 def _library_version() -> str:

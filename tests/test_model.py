@@ -64,14 +64,14 @@ def reference_scores(model: SelfRetrievalModel, query: str) -> dict[int, float]:
     scores = {}
     for p in range(len(model.store)):
         node, ids, total = trie.root, list(prompt), 0.0
-        while trie.child_start[node + 1] > trie.child_start[node]:
+        while not trie.is_leaf(node):
             toks, kids = trie.children(node)
             target = model.renderer.encode_target(model.store[p].title, model.store[p].text).ids
-            depth = int(trie.depth[node])
+            depth = trie.depth_of(node)
             j = int(np.searchsorted(toks, target[depth]))
             with torch.no_grad():
                 logits = lm(torch.tensor([ids])).logits[0, -1].float()
-            allowed = torch.as_tensor(np.asarray(toks, dtype=np.int64))
+            allowed = torch.as_tensor(np.array(toks, dtype=np.int64))
             total += float(torch.log_softmax(logits[allowed], -1)[j])
             child = int(kids[j])
             ids += list(trie.label(child))

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from selfretrieval_trainer.data import MixConfig
+from selfretrieval_trainer.train import TrainingConfig, TrainingError, train
+from selfretrieval_trainer.updates import add_documents, delete_documents
 from typer.testing import CliRunner
 
 from selfretrieval_integrations import CorpusError, Document, SelfRetrievalModel
@@ -24,9 +26,6 @@ from selfretrieval_integrations.loaders import (
     load_corpus,
     quickstart_dir,
 )
-from selfretrieval_trainer.data import MixConfig
-from selfretrieval_trainer.train import TrainingConfig, TrainingError, train
-from selfretrieval_trainer.updates import add_documents, delete_documents
 
 FAST = TrainingConfig(epochs=1, batch_size=8, save_steps=1000, logging_steps=5)
 DOCS = [
@@ -45,7 +44,13 @@ def trained(tmp_path_factory):
 def test_indexing_only_training_writes_a_loadable_artifact(trained):
     out, model = trained
     summary = json.loads((out / "manifest.json").read_text())["training"]
-    for key in ("examples", "tokens_trained", "tokens_per_second", "final_loss", "padding_fraction"):
+    for key in (
+        "examples",
+        "tokens_trained",
+        "tokens_per_second",
+        "final_loss",
+        "padding_fraction",
+    ):
         assert summary[key] is not None, key
     assert summary["examples"] > 0 and summary["tokens_trained"] > 0
     assert json.loads((out / "manifest.json").read_text())["weights"] == "lora"
@@ -61,8 +66,16 @@ def test_training_with_queries_and_low_padding(tmp_path):
     qrels = load_beir_qrels(folder, "train")
     answers = {q: m["answers"] for q, m in load_beir_query_metadata(folder).items()}
     config = TrainingConfig(epochs=1, batch_size=4, save_steps=1000)
-    model = train("tiny", corpus, tmp_path / "a", queries=load_beir_queries(folder), qrels=qrels,
-                  answers=answers, config=config, show_progress=False)
+    model = train(
+        "tiny",
+        corpus,
+        tmp_path / "a",
+        queries=load_beir_queries(folder),
+        qrels=qrels,
+        answers=answers,
+        config=config,
+        show_progress=False,
+    )
     summary = model.manifest["training"]
     assert summary["example_kinds"]["supervised"] > 0
     assert summary["example_kinds"]["assessment_negative"] > 0
@@ -88,8 +101,15 @@ def test_one_passage_corpus_and_full_finetune(tmp_path):
 
 def test_unknown_qrels_ids_are_listed(tmp_path):
     with pytest.raises(CorpusError, match="nope"):
-        train("tiny", DOCS, tmp_path / "x", queries={"q": "question"}, qrels={"q": {"nope": 1}},
-              config=FAST, show_progress=False)
+        train(
+            "tiny",
+            DOCS,
+            tmp_path / "x",
+            queries={"q": "question"},
+            qrels={"q": {"nope": 1}},
+            config=FAST,
+            show_progress=False,
+        )
     assert not (tmp_path / "x").exists()
 
 
@@ -128,8 +148,11 @@ def test_sigkill_resumes_and_keeps_previous_artifact(trained, tmp_path):
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     checkpoints = tmp_path / "artifact.checkpoints"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), "30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if len(list(checkpoints.glob("checkpoint-*"))) >= 1:
@@ -142,8 +165,9 @@ def test_sigkill_resumes_and_keeps_previous_artifact(trained, tmp_path):
     # The previous artifact is intact and loadable; nothing half-written replaced it.
     assert SelfRetrievalModel.from_pretrained(out).retrieve("item", k=1)
     assert list(checkpoints.glob("checkpoint-*"))
-    done = subprocess.run([sys.executable, str(script), str(out), "30"], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(script), str(out), "30"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "RESUMED checkpoint-" in done.stdout
     assert len(SelfRetrievalModel.from_pretrained(out).store) == 20
@@ -178,12 +202,25 @@ def test_add_and_delete_documents(trained, tmp_path):
 
 def test_cli_train_search_info_delete(tmp_path):
     corpus = tmp_path / "docs.jsonl"
-    corpus.write_text("\n".join(json.dumps({"id": d.id, "title": d.title, "text": d.text})
-                                for d in DOCS))
+    corpus.write_text(
+        "\n".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) for d in DOCS)
+    )
     out = tmp_path / "cli-artifact"
     runner = CliRunner()
-    result = runner.invoke(app, ["train", "--corpus", str(corpus), "--out", str(out),
-                                 "--base-model", "tiny", "--epochs", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(out),
+            "--base-model",
+            "tiny",
+            "--epochs",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["search", str(out), "item seven", "-k", "2", "--json"])
     assert result.exit_code == 0, result.output

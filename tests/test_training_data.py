@@ -211,7 +211,7 @@ def test_unique_depths_are_the_shortest_identifying_prefixes(renderer, quickstar
 def test_retrieval_targets_are_identifying_trie_key_prefixes(renderer, quickstart, full_set):
     corpus, trie = quickstart["corpus"], quickstart["trie"]
     depths = unique_depths(trie)
-    leaf_node = {int(trie.leaf_rank[n]): n for n in np.flatnonzero(trie.leaf_rank >= 0)}
+    leaves = trie.passage_leaves()
     kinds = {"indexing": 0, "supervised": 0}
     for example in full_set.examples:
         kind = example.metadata["kind"]
@@ -235,7 +235,7 @@ def test_retrieval_targets_are_identifying_trie_key_prefixes(renderer, quickstar
         assert len(labelled) >= depths[p]
         # Walking the trie with the target reaches the passage's own leaf.
         assert p in trie.passage_ids_for_prefix(labelled)
-        leaf = leaf_node[int(trie.passage_leaf[p])]
+        leaf = trie.leaf_node(int(leaves[p]))
         assert labelled[: depths[p]] == trie.path(leaf).tolist()
     assert kinds["indexing"] > 0 and kinds["supervised"] > 0
 

@@ -103,39 +103,69 @@ def dfs_leaves(trie: PassageTrie, node: int = 0) -> list[int]:
     return [leaf for child in nodes.tolist() for leaf in dfs_leaves(trie, child)]
 
 
+def dfs_internal(trie: PassageTrie, node: int = 0) -> list[int]:
+    if trie.is_leaf(node):
+        return []
+    kids = trie.children(node)[1].tolist()
+    return [node, *(x for child in kids for x in dfs_internal(trie, child))]
+
+
 def check_structure(trie: PassageTrie, ref: NaiveTrie) -> None:
-    n = trie.n_nodes
-    assert len(trie.child_start) == n + 1 and trie.child_start[0] == 0
-    assert trie.child_start[-1] == n - 1 == len(trie.child_node)
+    n, n_int = trie.n_nodes, trie.n_internal
+    assert trie.n_leaves == n - n_int == len(ref.passages)
+    assert len(trie.child_start) == n_int + 1 and trie.child_start[0] == 0
+    assert trie.child_start[-1] == n - 1 == len(trie.child_node) == len(trie.child_code)
     assert sorted(trie.child_node.tolist()) == list(range(1, n))
-    assert trie.label_len[0] == 0 and trie.depth[0] == 0
+    assert len(trie.label(trie.root)) == 0 and trie.depth_of(trie.root) == 0
+    assert trie.child_code.dtype == trie.label_code.dtype == trie.token_dtype
+    # Numbering: internal nodes in DFS pre-order, then the leaves in DFS order.
     leaves = dfs_leaves(trie)
-    assert trie.n_leaves == len(leaves) == len(ref.passages)
-    assert [int(trie.leaf_rank[x]) for x in leaves] == list(range(trie.n_leaves))
+    assert leaves == list(range(n_int, n))
+    assert dfs_internal(trie) == list(range(n_int))
+    assert trie.is_leaf_nodes(np.arange(n)).tolist() == [x >= n_int for x in range(n)]
+    lo, hi = trie.leaf_bounds(np.arange(n))
+    starts, ends = trie.child_ranges(np.arange(n))
+    depths = trie.leaf_depths()
     for node in range(n):
         tokens, kids = trie.children(node)
+        assert trie.is_leaf(node) == (node >= n_int) == (tokens.size == 0)
+        one_lo, one_hi = trie.leaf_bounds([node])
+        assert (one_lo.tolist(), one_hi.tolist()) == ([lo[node]], [hi[node]])
+        assert trie.count_allowed(node, trie.allowed_leaf_counts(None)) == hi[node] - lo[node]
+        assert kids.tolist() == trie.child_node[starts[node] : ends[node]].tolist()
+        assert tokens.tolist() == trie.child_tokens(np.arange(starts[node], ends[node])).tolist()
         assert np.all(np.diff(tokens) > 0), "children sorted by first token"
-        assert kids.size == 0 or np.all(kids > node), "pre-order numbering"
         for token, kid in zip(tokens.tolist(), kids.tolist(), strict=True):
-            assert trie.label(kid)[0] == token
-            assert trie.depth[kid] == trie.depth[node] + trie.label_len[kid]
-        if kids.size:
-            assert trie.leaf_rank[node] == -1
-            assert trie.leaf_lo[node] == trie.leaf_lo[kids[0]]
-            assert trie.leaf_hi[node] == trie.leaf_hi[kids[-1]]
-            assert np.all(trie.leaf_hi[kids[:-1]] == trie.leaf_lo[kids[1:]]), "contiguous"
+            label = trie.label(kid).tolist()
+            assert label[0] == token and trie.edge(kid, token) == label
+            assert trie.edge(kid, 12345) == [12345, *label[1:]]
+            assert trie.depth_of(kid) == trie.depth_of(node) + len(label)
+            assert trie.path(kid).tolist() == trie.path(node).tolist() + label
+        if node < n_int:
+            assert kids.size and (node == 0 or kids.min() > node), "pre-order numbering"
+            assert trie.depth_of(node) == int(trie.internal_depth[node])
+            kid_lo, kid_hi = trie.leaf_bounds(kids)
+            assert lo[node] == kid_lo[0] and hi[node] == kid_hi[-1]
+            assert np.all(kid_hi[:-1] == kid_lo[1:]), "contiguous"
             if node != 0:  # path compression: a unary node exists only to mark a title end
-                assert len(kids) >= 2 or trie.is_title_end[node]
-                assert trie.leaf_hi[node] - trie.leaf_lo[node] >= 2
+                assert len(kids) >= 2 or trie.is_title_end_node(node)
+                assert hi[node] - lo[node] >= 2
         else:
-            assert trie.label_len[node] == 1, "a leaf is one token below its parent"
-            assert trie.leaf_hi[node] == trie.leaf_lo[node] + 1 == trie.leaf_rank[node] + 1
-    assert trie.passage_start[0] == 0 and trie.passage_start[-1] == trie.n_passages
-    for rank in range(trie.n_leaves):
-        ids = trie.leaf_passages[trie.passage_start[rank] : trie.passage_start[rank + 1]]
+            assert len(trie.label(node)) == 1, "a leaf is one token below its parent"
+            assert trie.leaf_node(node - n_int) == node
+            assert (lo[node], hi[node]) == (node - n_int, node - n_int + 1)
+            assert trie.depth_of(node) == depths[node - n_int] == len(trie.path(node))
+    groups = [trie.passages_at(trie.leaf_node(r)) for r in range(trie.n_leaves)]
+    assert np.concatenate(groups).tolist() == trie.leaf_passages.tolist()
+    passage_leaf = trie.passage_leaves()
+    for rank, ids in enumerate(groups):
         assert ids.size and np.all(np.diff(ids) > 0)
-        assert np.all(trie.passage_leaf[ids] == rank)
+        assert np.all(passage_leaf[ids] == rank)
+        assert (ids.size > 1) == (rank in trie.multi_leaf.tolist())
     assert sorted(trie.leaf_passages.tolist()) == list(range(trie.n_passages))
+    # Unique depths: the length of each passage's cut key (end marker included).
+    expected = [len(ref.cut[key]) for key in ref.ext]
+    assert trie.unique_depths().tolist() == expected
 
 
 def check_against_reference(trie: PassageTrie, keys: list[list[int]], ref: NaiveTrie) -> None:
@@ -154,7 +184,7 @@ def check_against_reference(trie: PassageTrie, keys: list[list[int]], ref: Naive
         if in_trie:
             node, offset = trie.lookup(prefix)
             path = trie.path(node).tolist()
-            consumed = len(path) - int(trie.label_len[node]) + offset
+            consumed = len(path) - len(trie.label(node)) + offset
             assert path[:consumed] == list(prefix) and consumed == len(prefix)
         else:
             with pytest.raises(KeyError):
@@ -167,11 +197,14 @@ def check_titles(trie: PassageTrie, keys: list[list[int]], ref: NaiveTrie) -> No
         cut = ref.cut[key]
         if 0 < title <= len(cut):
             expected.add(key[:title])
-    marked = {tuple(trie.path(n).tolist()) for n in np.flatnonzero(trie.is_title_end)}
+    marked = {tuple(trie.path(n).tolist()) for n in trie.title_end_nodes()}
     assert marked == expected
+    assert trie.has_title_ends == bool(expected)
+    flags = [trie.is_title_end_node(n) for n in range(trie.n_nodes)]
+    assert np.flatnonzero(flags).tolist() == trie.title_end_nodes().tolist()
     for prefix in expected:  # the boundary is a real node end
         node, offset = trie.lookup(prefix)
-        assert offset == trie.label_len[node] and trie.is_title_end[node]
+        assert offset == len(trie.label(node)) and trie.is_title_end_node(node)
 
 
 # ---------------------------------------------------------------------------- strategies
@@ -282,8 +315,8 @@ def test_medium_random_corpus_against_reference():
     )
     arrays = [np.asarray(k, dtype=np.int32) for k in keys]
     for other in (flat, PassageTrie.build(arrays, titles)):
-        for name in ("child_start", "child_token", "labels", "leaf_passages", "is_title_end"):
-            assert np.array_equal(getattr(other, name), getattr(trie, name))
+        for name in trie.array_nbytes():
+            assert np.array_equal(getattr(other, name), getattr(trie, name)), name
 
 
 # ---------------------------------------------------------------------------- semantics
@@ -313,7 +346,7 @@ def test_forced_title_boundary_on_a_single_child_run():
     assert plain.n_nodes == 4  # root, one run [3 4 5 6], two leaves
     trie = PassageTrie.build(keys, [2, 2])
     node, offset = trie.lookup([3, 4])
-    assert trie.is_title_end[node] and offset == trie.label_len[node] == 2
+    assert trie.is_title_end_node(node) and offset == len(trie.label(node)) == 2
     assert trie.label(trie.children(node)[1][0]).tolist() == [5, 6]
     assert trie.next_tokens([3, 4, 5]).tolist() == [6]
     assert trie.n_nodes == 5
@@ -324,13 +357,37 @@ def test_single_key():
     assert trie.n_nodes == 2 and trie.n_leaves == 1
     assert trie.next_tokens([]).tolist() == [4]
     assert trie.passage_ids_for_prefix([4]).tolist() == [0]
-    assert not trie.is_title_end.any()  # the title is longer than the one-token cut
+    assert not trie.has_title_ends  # the title is longer than the one-token cut
+
+
+@pytest.mark.parametrize(
+    ("max_id", "dtype"),
+    [(4, np.uint16), (65534, np.uint16), (65535, np.uint32), (MAX_TOKEN_ID, np.uint32)],
+)
+def test_token_codes_use_the_smallest_dtype(max_id, dtype):
+    keys = [[1, max_id, 0], [1, max_id], [2]]
+    trie = PassageTrie.build(keys)
+    assert trie.token_dtype == dtype and trie.child_code.dtype == dtype
+    assert trie.next_tokens([1]).tolist() == [max_id]
+    assert trie.next_tokens([1, max_id]).tolist() == [-1, 0]
+    assert trie.passage_ids_for_prefix([1, max_id, -1]).tolist() == [1]
+    assert trie.next_tokens([1, max_id + 1]).tolist() == []  # beyond the codes: not found
+
+
+def test_accessors_reject_unknown_nodes():
+    trie = PassageTrie.build([[1, 2], [1, 3]])
+    for node in (-1, trie.n_nodes):
+        for accessor in (trie.label, trie.depth_of, trie.path):
+            with pytest.raises(ValueError, match="not in this trie"):
+                accessor(node)
+    with pytest.raises(ValueError, match="leaf rank"):
+        trie.leaf_node(trie.n_leaves)
 
 
 def test_arrays_are_read_only():
     trie = PassageTrie.build([[1, 2], [1, 3]])
     with pytest.raises(ValueError):
-        trie.child_token[0] = 5
+        trie.child_code[0] = 5
 
 
 # ---------------------------------------------------------------------------- errors
@@ -392,15 +449,19 @@ def is_memory_mapped(array: np.ndarray) -> bool:
 def test_save_load_round_trip(saved, mmap):
     trie, folder, keys = saved
     files = {p.name for p in folder.iterdir()}
-    assert {"trie.json", "trie.marisa", "child_start.npy", "labels.npy"} <= files
+    assert {"trie.json", "trie.marisa", "child_start.npy", "label_code.npy"} <= files
     manifest = json.loads((folder / "trie.json").read_text())
     assert manifest["n_nodes"] == trie.n_nodes and manifest["end_token"] == -1
+    assert manifest["token_dtype"] == "<u2" and manifest["n_internal"] == trie.n_internal
     loaded = PassageTrie.load(folder, mmap=mmap)
-    assert is_memory_mapped(loaded.child_token) == mmap
-    assert not loaded.child_token.flags.writeable
-    for name in ("child_start", "child_token", "child_node", "labels", "leaf_lo", "leaf_hi"):
-        assert np.array_equal(getattr(loaded, name), getattr(trie, name))
+    assert is_memory_mapped(loaded.child_code) == mmap
+    assert not loaded.child_code.flags.writeable
+    for name in trie.array_nbytes():
+        assert np.array_equal(getattr(loaded, name), getattr(trie, name)), name
+        assert getattr(loaded, name).dtype == getattr(trie, name).dtype, name
     assert (loaded.n_nodes, loaded.n_leaves, len(loaded)) == (trie.n_nodes, trie.n_leaves, 400)
+    assert loaded.n_internal == trie.n_internal and loaded.has_title_ends == trie.has_title_ends
+    assert loaded.unique_depths().tolist() == trie.unique_depths().tolist()
     for key in keys[:100]:
         for length in range(len(key) + 1):
             prefix = key[:length]
@@ -410,7 +471,9 @@ def test_save_load_round_trip(saved, mmap):
         )
 
 
-@pytest.mark.parametrize("name", ["labels.npy", "trie.marisa", "trie.json", "node_of_key.npy"])
+@pytest.mark.parametrize(
+    "name", ["label_code.npy", "trie.marisa", "trie.json", "node_of_key.npy", "multi_leaf.npy"]
+)
 def test_load_reports_missing_file(saved, name):
     _, folder, _ = saved
     (folder / name).unlink()
@@ -418,7 +481,7 @@ def test_load_reports_missing_file(saved, name):
         PassageTrie.load(folder)
 
 
-@pytest.mark.parametrize("name", ["depth.npy", "child_node.npy", "trie.marisa"])
+@pytest.mark.parametrize("name", ["internal_depth.npy", "child_node.npy", "trie.marisa"])
 def test_load_reports_truncated_file(saved, name):
     _, folder, _ = saved
     path = folder / name
@@ -428,9 +491,18 @@ def test_load_reports_truncated_file(saved, name):
         PassageTrie.load(folder)
 
 
+def test_load_refuses_the_format_1_layout(saved):
+    _, folder, _ = saved
+    manifest = json.loads((folder / "trie.json").read_text())
+    manifest["format_version"] = 1
+    (folder / "trie.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"version 1.*rebuild the trie"):
+        PassageTrie.load(folder)
+
+
 def test_load_reports_files_that_do_not_belong_together(saved, tmp_path):
     _, folder, _ = saved
     other = PassageTrie.build([[1, 2], [1, 3]]).save(tmp_path / "other")
-    (folder / "labels.npy").write_bytes((other / "labels.npy").read_bytes())
-    with pytest.raises(ArtifactError, match=r"labels\.npy"):
+    (folder / "label_code.npy").write_bytes((other / "label_code.npy").read_bytes())
+    with pytest.raises(ArtifactError, match=r"label_code\.npy"):
         PassageTrie.load(folder)

@@ -245,11 +245,7 @@ def unique_depths(trie: PassageTrie) -> np.ndarray:
     It is the depth of the passage's leaf: the shortest prefix of its key that no other (different)
     key shares. Passages with identical keys share a leaf, whose depth is the whole key.
     """
-    leaf_nodes = np.flatnonzero(np.asarray(trie.leaf_rank) >= 0)
-    node_of_rank = np.empty(trie.n_leaves, dtype=np.int64)
-    node_of_rank[np.asarray(trie.leaf_rank)[leaf_nodes]] = leaf_nodes
-    depth = np.asarray(trie.depth)[node_of_rank[np.asarray(trie.passage_leaf)]]
-    return depth.astype(np.int64)
+    return np.asarray(trie.unique_depths(), dtype=np.int64)
 
 
 def _check_depths(depths: Sequence[int] | np.ndarray, corpus: Corpus) -> np.ndarray:
