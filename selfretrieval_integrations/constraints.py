@@ -58,13 +58,16 @@ class TrieLogitsProcessor(LogitsProcessor):
         tokens = trie.child_tokens(idx)
         children = np.asarray(trie.child_node[idx], dtype=np.int64)
         if leaf_counts is not None and any(c is not None for c in leaf_counts):
-            keep = np.ones(len(idx), dtype=bool)
             lo, hi = trie.leaf_bounds(children)
-            for row, counts in enumerate(leaf_counts):
-                if counts is None:
-                    continue
-                sel = rows == row
-                keep[sel] = counts[hi[sel]] - counts[lo[sel]] > 0
+            shared = leaf_counts[0]
+            if all(c is shared for c in leaf_counts):  # one filter for all rows: one gather
+                keep = shared[hi] - shared[lo] > 0
+            else:
+                keep = np.ones(len(idx), dtype=bool)
+                for row, counts in enumerate(leaf_counts):
+                    if counts is not None:
+                        sel = rows == row
+                        keep[sel] = counts[hi[sel]] - counts[lo[sel]] > 0
             rows, tokens, children = rows[keep], tokens[keep], children[keep]
         tokens = np.where(tokens == trie.end_token, self.eos_token_id, tokens)
         return rows, tokens, children

@@ -232,7 +232,7 @@ def saved(model, tmp_path_factory):
 
 
 def test_save_load_roundtrip(model, saved):
-    loaded = SelfRetrievalModel.from_pretrained(saved)
+    loaded = SelfRetrievalModel.from_pretrained(saved, device="cpu", dtype="float32")
     for query in ("where is rome?", "中文"):
         a = [(r.passage_id, round(r.score, 4)) for r in model.retrieve(query, k=4)]
         b = [(r.passage_id, round(r.score, 4)) for r in loaded.retrieve(query, k=4)]
