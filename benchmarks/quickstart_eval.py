@@ -19,7 +19,7 @@ import numpy as np
 
 from selfretrieval_integrations import RetrievalConfig, SelfRetrievalModel
 from selfretrieval_integrations.bm25 import BM25Index
-from selfretrieval_integrations.fusion import Fusion
+from selfretrieval_integrations.fusion import Fusion, fuse_scores
 from selfretrieval_integrations.loaders import (
     load_beir_qrels,
     load_beir_queries,
@@ -52,9 +52,38 @@ def metrics(ranked: list[list[str]], relevant: list[set[str]]) -> dict[str, floa
     }
 
 
-def evaluate_model(model: SelfRetrievalModel, questions: list[str], k: int) -> tuple[list, float]:
+def evaluate_model(
+    model: SelfRetrievalModel, questions: list[str], k: int, fusions: list[str]
+) -> tuple[dict[str, list[list[str]]], float]:
+    """Rankings under each fusion, from one retrieval per question.
+
+    Candidates are decoded and self-assessed once (``paper`` fusion keeps every candidate when
+    ``k`` equals the passage beam width); each fusion then re-scores the same candidates.
+    """
+    needs_assessment = any(f != "generation" for f in fusions)
+    model.config = RetrievalConfig(
+        decoding=model.config.decoding,
+        assessment=model.config.assessment,
+        fusion=Fusion.PAPER if needs_assessment else Fusion.GENERATION,
+        temperature=model.config.temperature,
+    )
+    ranked: dict[str, list[list[str]]] = {f: [] for f in fusions}
     started = time.perf_counter()
-    ranked = [[r.doc_id for r in model.retrieve(q, k=k)] for q in questions]
+    for question in questions:
+        results = model.retrieve(question, k=k)
+        for fusion in fusions:
+            scores = fuse_scores(
+                fusion,
+                title_keys=[r.title for r in results],
+                title_logprobs=np.array([r.title_logprob for r in results]),
+                logprobs=np.array([r.generation_logprob for r in results]),
+                relevance=None
+                if fusion == "generation"
+                else np.array([r.relevance for r in results]),
+                temperature=model.config.temperature,
+            )
+            order = sorted(range(len(results)), key=lambda i: -scores[i])
+            ranked[fusion].append([results[i].doc_id for i in order])
     return ranked, (time.perf_counter() - started) / len(questions) * 1000
 
 
@@ -93,14 +122,8 @@ def main() -> None:
     if args.artifact:
         models.append(("trained", SelfRetrievalModel.from_pretrained(args.artifact)))
     for label, model in models:
-        for fusion in args.fusion:
-            model.config = RetrievalConfig(
-                decoding=model.config.decoding,
-                assessment=model.config.assessment,
-                fusion=Fusion(fusion),
-                temperature=model.config.temperature,
-            )
-            ranked, ms = evaluate_model(model, questions, args.k)
+        ranked_by, ms = evaluate_model(model, questions, args.k, args.fusion)
+        for fusion, ranked in ranked_by.items():
             systems[f"{label}/{fusion}"] = {**metrics(ranked, relevant), "ms_per_query": ms}
             print(label, fusion, systems[f"{label}/{fusion}"], flush=True)
 

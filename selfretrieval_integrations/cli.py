@@ -264,7 +264,7 @@ def quickstart(
         "selfretrieval-quickstart"
     ),
     base_model: Annotated[str, typer.Option(help="Base model to train.")] = "smollm2-135m",
-    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 3.0,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 2.0,
     questions: Annotated[int, typer.Option(help="Held-out questions to show.")] = 3,
 ) -> None:
     """Train on the bundled SQuAD sample with the offline SmolLM2-135M, then answer questions."""

@@ -28,13 +28,14 @@ def run_quickstart(
     out: Path,
     *,
     base_model: str = "smollm2-135m",
-    epochs: float = 3.0,
+    epochs: float = 2.0,
     questions: int = 3,
     k: int = 3,
     seed: int = 0,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Train, then retrieve for a few held-out questions; returns what it showed."""
+    from selfretrieval_trainer.data import MixConfig
     from selfretrieval_trainer.train import TrainingConfig, train
 
     console = console or Console()
@@ -57,7 +58,8 @@ def run_quickstart(
         queries={q: queries[q] for q in train_qrels},
         qrels=train_qrels,
         answers=answers,
-        config=TrainingConfig(epochs=epochs, seed=seed),
+        # Supervised data once per epoch (the paper repeats it twice) keeps the CPU run short.
+        config=TrainingConfig(epochs=epochs, seed=seed, mix=MixConfig(supervised_repeats=1)),
     )
     summary = model.manifest.get("training") or {}
     console.print(

@@ -245,3 +245,17 @@ def test_mix_config_validation():
         MixConfig(supervised_repeats=-1)
     with pytest.raises(ValueError):
         TrainingConfig(epochs=0)
+
+
+def test_quickstart_runs_end_to_end_on_the_tiny_model(tmp_path):
+    from rich.console import Console
+
+    from selfretrieval_integrations.quickstart import run_quickstart
+
+    shown = run_quickstart(
+        tmp_path / "qs", base_model="tiny", epochs=0.1, questions=2, console=Console(quiet=True)
+    )
+    assert len(shown["questions"]) == 2
+    for row in shown["questions"]:
+        assert len(row["retrieved"]) == 3 and row["relevant_bm25_rank"] >= 1
+    assert SelfRetrievalModel.from_pretrained(tmp_path / "qs").retrieve("oxygen", k=1)
