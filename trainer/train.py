@@ -2,7 +2,7 @@
 
 Why ``Trainer``: checkpoints, resume, gradient accumulation, mixed precision, DDP under
 ``accelerate launch`` and progress bars come from a maintained loop; this module only supplies the
-data (``selfretrieval_trainer.data``), a padding-aware collator and length-grouped batches.
+data (``selfretrieval_trainer.data``) and a collator that packs each batch into one row.
 """
 
 from __future__ import annotations
@@ -124,27 +124,60 @@ class ExampleDataset(torch.utils.data.Dataset):
         }
 
 
-class PaddingCollator:
-    """Right-pads a batch and counts real against computed tokens (the padding fraction)."""
+def packing_supported() -> bool:
+    """Whether transformers isolates packed sequences (position ids restarting at 0).
 
-    def __init__(self, pad_token_id: int) -> None:
+    transformers 5 builds a block-diagonal attention mask from such position ids for every
+    attention implementation; older releases only do so for flash-attention, so there the
+    collator pads instead.
+    """
+    try:
+        from transformers import masking_utils
+    except ImportError:  # pragma: no cover - very old transformers
+        return False
+    return hasattr(masking_utils, "find_packed_sequence_indices")
+
+
+class PackingCollator:
+    """Packs a batch's examples into one row (no padding), or right-pads them.
+
+    Packed rows restart ``position_ids`` at 0 for each example, which makes transformers mask
+    attention across examples; every example's first label is already ignored (it is a prompt
+    token), so no example learns to predict across a boundary. Counts real against computed tokens
+    so the training summary can report the padding fraction.
+    """
+
+    def __init__(self, pad_token_id: int, *, pack: bool | None = None) -> None:
         self.pad_token_id = pad_token_id
+        self.pack = packing_supported() if pack is None else pack
         self.real_tokens = 0
         self.computed_tokens = 0
 
-    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        if self.pack:
+            ids = [t for f in features for t in f["input_ids"]]
+            labels = [t for f in features for t in f["labels"]]
+            positions = [i for f in features for i in range(len(f["input_ids"]))]
+            self.real_tokens += len(ids)
+            self.computed_tokens += len(ids)
+            return {
+                "input_ids": torch.as_tensor([ids], dtype=torch.long),
+                "labels": torch.as_tensor([labels], dtype=torch.long),
+                "position_ids": torch.as_tensor([positions], dtype=torch.long),
+                "use_cache": False,
+            }
         width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        batch_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        batch_labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(features), width), dtype=torch.long)
         for row, feature in enumerate(features):
             n = len(feature["input_ids"])
-            ids[row, :n] = torch.as_tensor(feature["input_ids"])
-            labels[row, :n] = torch.as_tensor(feature["labels"])
+            batch_ids[row, :n] = torch.as_tensor(feature["input_ids"])
+            batch_labels[row, :n] = torch.as_tensor(feature["labels"])
             attention[row, :n] = 1
         self.real_tokens += int(attention.sum())
         self.computed_tokens += attention.numel()
-        return {"input_ids": ids, "labels": labels, "attention_mask": attention}
+        return {"input_ids": batch_ids, "labels": batch_labels, "attention_mask": attention}
 
     @property
     def padding_fraction(self) -> float:
@@ -181,11 +214,12 @@ def _training_arguments(
         "use_cpu": not use_cuda,
         "dataloader_num_workers": 0,
     }
-    # Length-grouped batches keep padding low; the option was renamed in transformers 5.
-    if "train_sampling_strategy" in params:
-        kwargs["train_sampling_strategy"] = "group_by_length"
-    else:
-        kwargs["group_by_length"] = True
+    # Without packing, length-grouped batches keep padding down (renamed in transformers 5).
+    if not packing_supported():
+        if "train_sampling_strategy" in params:
+            kwargs["train_sampling_strategy"] = "group_by_length"
+        else:
+            kwargs["group_by_length"] = True
     if config.gradient_checkpointing:  # renamed activation_checkpointing in transformers 5
         name = "activation_checkpointing" if "activation_checkpointing" in params else None
         kwargs[name or "gradient_checkpointing"] = True
@@ -261,7 +295,7 @@ def fit(
     model.train()
     use_cuda = next(model.parameters()).device.type == "cuda"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collator = PaddingCollator(int(pad))
+    collator = PackingCollator(int(pad))
     args = _training_arguments(
         config, checkpoint_dir, use_cuda=use_cuda, show_progress=show_progress
     )
@@ -296,6 +330,7 @@ def fit(
         ),
         "tokens_trained": collator.real_tokens,
         "padding_fraction": round(collator.padding_fraction, 4),
+        "packed": collator.pack,
         "tokens_per_second": round(collator.real_tokens / elapsed, 1) if elapsed > 0 else None,
         "runtime_seconds": round(elapsed, 1),
         "steps": trainer.state.global_step,
