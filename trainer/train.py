@@ -385,7 +385,9 @@ def train(
         model, tokenizer = load_base_model(
             base_model, device=device, dtype="float32", trust_remote_code=trust_remote_code
         )
-        base_name: str | None = base_model
+        # A local folder is recorded absolute: the artifact reloads it to apply the adapter.
+        local = Path(base_model).expanduser()
+        base_name: str | None = str(local.resolve()) if local.exists() else base_model
     else:
         model, tokenizer = base_model
         base_name = None
