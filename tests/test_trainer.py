@@ -279,3 +279,16 @@ def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_model):
         loss_padded = model(**padded(features)).loss
     assert packed.padding_fraction == 0.0 and padded.padding_fraction > 0
     assert torch.allclose(loss_packed, loss_padded, atol=1e-5)
+
+
+def test_incomplete_checkpoint_is_skipped(tmp_path):
+    from selfretrieval_trainer.train import _last_checkpoint
+
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"trunc')
+    (tmp_path / "checkpoint-6").mkdir()  # killed before trainer_state.json was written
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert _last_checkpoint(tmp_path / "missing") is None

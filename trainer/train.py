@@ -8,6 +8,7 @@ data (``selfretrieval_trainer.data``) and a collator that packs each batch into 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import shutil
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from selfretrieval_integrations.base_models import load_base_model
+from selfretrieval_integrations.base_models import canonical_base_model_name, load_base_model
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
 from selfretrieval_integrations.errors import SelfRetrievalError
 from selfretrieval_integrations.model import (
@@ -229,11 +230,27 @@ def _training_arguments(
 
 
 def _last_checkpoint(folder: Path) -> str | None:
+    """The newest *complete* checkpoint in ``folder``.
+
+    ``Trainer`` writes ``trainer_state.json`` last, so a run killed while saving leaves a newer
+    folder without a readable one; such folders are removed and the previous checkpoint is used.
+    """
     if not folder.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder))
+    steps = []
+    for path in folder.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and suffix.isdigit():
+            steps.append((int(suffix), path))
+    for _, path in sorted(steps, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            if _is_main_process():
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        return str(path)
+    return None
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -387,7 +404,8 @@ def train(
         )
         # A local folder is recorded absolute: the artifact reloads it to apply the adapter.
         local = Path(base_model).expanduser()
-        base_name: str | None = str(local.resolve()) if local.exists() else base_model
+        is_local = canonical_base_model_name(base_model) is None and local.exists()
+        base_name: str | None = str(local.resolve()) if is_local else base_model
     else:
         model, tokenizer = base_model
         base_name = None
