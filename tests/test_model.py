@@ -309,3 +309,21 @@ def test_tokenizer_mismatch(saved, tmp_path, tiny_sp_tokenizer):
     (target / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="trie"):
         SelfRetrievalModel.from_pretrained(target, verify=False)
+
+
+def test_logits_processor_masks_everything_outside_the_trie(model):
+    from selfretrieval_integrations.constraints import TrieLogitsProcessor
+
+    trie = model.trie
+    processor = TrieLogitsProcessor(trie, model.renderer.eos_id)
+    root_tokens, _ = trie.children(trie.root)
+    processor.set_nodes(np.array([trie.root, trie.root]))
+    scores = processor(None, torch.zeros((2, len(model.tokenizer))))
+    for row in scores:
+        allowed = torch.isfinite(row).nonzero().flatten().tolist()
+        assert allowed == sorted(int(t) for t in root_tokens)
+    only_p0 = trie.allowed_leaf_counts(np.arange(len(model.store)) == 0)
+    processor.set_nodes(np.array([trie.root]), [only_p0])
+    row = processor(None, torch.zeros((1, len(model.tokenizer))))[0]
+    first = model.renderer.encode_target(model.store[0].title, model.store[0].text).ids[0]
+    assert torch.isfinite(row).nonzero().flatten().tolist() == [first]
