@@ -262,8 +262,9 @@ def test_quickstart_runs_end_to_end_on_the_tiny_model(tmp_path):
 
 
 def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_model):
-    from selfretrieval_integrations.rendering import Renderer
     from selfretrieval_trainer.train import PackingCollator
+
+    from selfretrieval_integrations.rendering import Renderer
 
     model, tokenizer = tiny_model
     renderer = Renderer(tokenizer)
