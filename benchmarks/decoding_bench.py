@@ -180,30 +180,13 @@ def _make_systems(
         optimized.model, optimized.tokenizer, optimized.trie, optimized.store, config=no_jf
     )
     start = time.perf_counter()
+    baseline = NaiveDecoder.for_model(optimized, decoding)  # tokenizes + builds the dict trie
+    naive_build_s = time.perf_counter() - start
     targets = [
         optimized.renderer.encode_target(optimized.store[i].title, optimized.store[i].text)
         for i in range(len(optimized.store))
     ]
-    baseline = NaiveDecoder(
-        optimized.model,
-        [t.ids for t in targets],
-        [t.title_length for t in targets],
-        eos_token_id=optimized.renderer.eos_id,
-        pad_token_id=optimized.decoder.pad_token_id,
-        title_beams=decoding.title_beams,
-        passage_beams=decoding.passage_beams,
-    )
-    naive_build_s = time.perf_counter() - start
-    lazy = NaiveDecoder(
-        optimized.model,
-        [t.ids for t in targets],
-        [t.title_length for t in targets],
-        eos_token_id=optimized.renderer.eos_id,
-        pad_token_id=optimized.decoder.pad_token_id,
-        title_beams=decoding.title_beams,
-        passage_beams=decoding.passage_beams,
-        feed_ending_runs=False,
-    )
+    lazy = NaiveDecoder.for_model(optimized, decoding, feed_ending_runs=False)
     ids = [optimized.store[i].id for i in range(len(optimized.store))]
 
     def run_model(m: SelfRetrievalModel, batch_size: int):

@@ -182,6 +182,24 @@ class NaiveDecoder:
         self._cache_kwarg = cache_kwarg(model)
         self.stats = NaiveStats()
 
+    @classmethod
+    def for_model(cls, model: Any, decoding: Any, **options: Any) -> NaiveDecoder:
+        """A baseline over the same targets, tokens and beam widths as a ``SelfRetrievalModel``."""
+        targets = [
+            model.renderer.encode_target(model.store[i].title, model.store[i].text)
+            for i in range(len(model.store))
+        ]
+        return cls(
+            model.model,
+            [t.ids for t in targets],
+            [t.title_length for t in targets],
+            eos_token_id=model.renderer.eos_id,
+            pad_token_id=model.decoder.pad_token_id,
+            title_beams=decoding.title_beams,
+            passage_beams=decoding.passage_beams,
+            **options,
+        )
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -84,20 +84,7 @@ def _model(tiny_model, template: PromptTemplate, decoding: DecodingConfig) -> Se
 
 
 def _baseline(model: SelfRetrievalModel, decoding: DecodingConfig, **options):
-    targets = [
-        model.renderer.encode_target(model.store[i].title, model.store[i].text)
-        for i in range(len(model.store))
-    ]
-    return naive.NaiveDecoder(
-        model.model,
-        [t.ids for t in targets],
-        [t.title_length for t in targets],
-        eos_token_id=model.renderer.eos_id,
-        pad_token_id=model.decoder.pad_token_id,
-        title_beams=decoding.title_beams,
-        passage_beams=decoding.passage_beams,
-        **options,
-    )
+    return naive.NaiveDecoder.for_model(model, decoding, **options)
 
 
 @pytest.mark.parametrize(

@@ -62,9 +62,7 @@ def quickstart(tokenizer):
     }
 
 
-@pytest.fixture(scope="module")
-def full_set(renderer, quickstart):
-    q = quickstart
+def _build_full(renderer, q, seed=0):
     return build_training_set(
         renderer,
         q["corpus"],
@@ -72,8 +70,13 @@ def full_set(renderer, quickstart):
         queries=q["queries"],
         qrels=q["qrels"],
         answers=q["answers"],
-        mix=MixConfig(negatives="mixed", n_negatives=2),
+        mix=MixConfig(negatives="mixed", n_negatives=2, seed=seed),
     )
+
+
+@pytest.fixture(scope="module")
+def full_set(renderer, quickstart):
+    return _build_full(renderer, quickstart)
 
 
 def _prompt_length(example) -> int:
@@ -466,18 +469,8 @@ def test_negative_sampling_enum_and_errors():
 
 
 def test_build_is_deterministic_for_a_seed(renderer, quickstart, full_set):
-    q = quickstart
-
     def build(seed):
-        return build_training_set(
-            renderer,
-            q["corpus"],
-            q["trie"],
-            queries=q["queries"],
-            qrels=q["qrels"],
-            answers=q["answers"],
-            mix=MixConfig(negatives="mixed", n_negatives=2, seed=seed),
-        )
+        return _build_full(renderer, quickstart, seed)
 
     assert _as_tuples(build(0)) == _as_tuples(full_set)
     assert build(0).stats == full_set.stats
