@@ -18,6 +18,9 @@ _EXPORTS = {
     "DecodingConfig": "decoding",
     "AssessmentConfig": "assessment",
     "Fusion": "fusion",
+    "RerankConfig": "reranking",
+    "RerankMethod": "reranking",
+    "rerank": "reranking",
     "PromptTemplate": "rendering",
     "Renderer": "rendering",
     "PassageTrie": "trie",
@@ -50,6 +53,8 @@ __all__ = [
     "PromptTemplate",
     "QueryError",
     "Renderer",
+    "RerankConfig",
+    "RerankMethod",
     "RetrievalConfig",
     "RetrievalResult",
     "SelfRetrievalError",
@@ -57,6 +62,7 @@ __all__ = [
     "TokenizationError",
     "load_base_model",
     "load_corpus",
+    "rerank",
 ]
 
 if TYPE_CHECKING:
@@ -76,6 +82,7 @@ if TYPE_CHECKING:
     from .loaders import load_corpus
     from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel
     from .rendering import PromptTemplate, Renderer
+    from .reranking import RerankConfig, RerankMethod, rerank
     from .trie import PassageTrie
 
 
