@@ -492,6 +492,25 @@ def test_build_stats(full_set):
     assert stats["mix"]["negatives"] == "mixed"
 
 
+@pytest.mark.parametrize(("answer_repeats", "answers", "positives"), [(1, 80, 0), (0, 0, 80)])
+def test_answer_repeats(renderer, quickstart, answer_repeats, answers, positives):
+    q = quickstart
+    mix = MixConfig(supervised_repeats=2, answer_repeats=answer_repeats, n_negatives=1)
+    kinds = build_training_set(
+        renderer,
+        q["corpus"],
+        q["trie"],
+        queries=q["queries"],
+        qrels=q["qrels"],
+        answers=q["answers"],
+        mix=mix,
+    ).stats["kinds"]
+    assert kinds["supervised"] == 160  # still repeated twice
+    assert kinds.get("answer", 0) == answers
+    # without answer examples, the relevant passages become affirmation positives
+    assert kinds.get("assessment_positive", 0) == positives
+
+
 def test_indexing_only_and_subset(renderer, quickstart):
     q = quickstart
     full = build_training_set(renderer, q["corpus"], q["trie"])
@@ -561,6 +580,7 @@ def test_mix_config_validation_and_round_trip():
         assert MixConfig.from_dict({**data, "future": 1}) == mix
     for bad, match in [
         ({"supervised_repeats": -1}, "supervised_repeats"),
+        ({"answer_repeats": -1}, "answer_repeats"),
         ({"n_negatives": 1.5}, "n_negatives"),
         ({"indexing_fraction_with_queries": 1.5}, r"\[0, 1\]"),
         ({"indexing_per_passage": 0}, "indexing_per_passage"),

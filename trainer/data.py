@@ -888,6 +888,10 @@ class MixConfig:
     supervised_repeats: int = 2
     """Copies of each supervised and answer example (the paper repeats them twice); 0 drops
     them."""
+    answer_repeats: int | None = None
+    """Copies of each answer example when it should differ from ``supervised_repeats`` (None:
+    the same). Answer examples carry a whole passage for a few target tokens, so they are most
+    of the training tokens; one copy halves their cost."""
     assessment: bool = True
     """Train self-assessment examples (refusal after negatives, answer or affirmation after
     positives). Needs queries with qrels; positives with an answer example are not repeated."""
@@ -944,6 +948,14 @@ class MixConfig:
             raise ValueError(
                 "MixConfig.indexing_per_passage must be None (all sentences) or an int >= 1, "
                 f"got {self.indexing_per_passage!r}"
+            )
+        if self.answer_repeats is not None and (
+            isinstance(self.answer_repeats, bool)
+            or not isinstance(self.answer_repeats, int)
+            or self.answer_repeats < 0
+        ):
+            raise ValueError(
+                f"MixConfig.answer_repeats must be None or an int >= 0, got {self.answer_repeats!r}"
             )
         fraction = self.indexing_fraction_with_queries
         if (
@@ -1082,7 +1094,7 @@ def build_training_set(
         answered = {
             (e.metadata["query"], e.metadata["passage"])
             for e in supervised
-            if e.metadata["kind"] == "answer"
+            if e.metadata["kind"] == "answer" and mix.answer_repeats != 0
         }
         assessment, info = _assessment(
             renderer,
@@ -1096,8 +1108,12 @@ def build_training_set(
         )
 
     examples = list(indexing)
-    for repeat in range(mix.supervised_repeats):
-        examples.extend(supervised if repeat == 0 else [_copy(e, repeat) for e in supervised])
+    answer_repeats = mix.supervised_repeats if mix.answer_repeats is None else mix.answer_repeats
+    for repeat in range(max(mix.supervised_repeats, answer_repeats)):
+        for example in supervised:
+            is_answer = example.metadata["kind"] == "answer"
+            if repeat < (answer_repeats if is_answer else mix.supervised_repeats):
+                examples.append(example if repeat == 0 else _copy(example, repeat))
     examples.extend(assessment)
     random.Random(f"{mix.seed}\x00shuffle").shuffle(examples)
 

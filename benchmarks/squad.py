@@ -1,0 +1,240 @@
+"""The SQuAD benchmark: BEIR data from the SQuAD v1.1 dev set, training, and evaluation.
+
+Two slices, both deterministic and recorded in the report:
+
+- ``small``: whole articles picked by a seeded shuffle until 250 to 300 paragraphs are reached
+  (sized so that training and evaluation fit in 2 hours on a 2-core CPU);
+- ``full``: all 48 articles (2,067 paragraphs), for GPU runs.
+
+Each paragraph is a passage (title: the article's title); each paragraph's questions are split
+into train and test by a seeded shuffle (half, rounded up, go to test). Train questions are the
+supervised data; test questions are evaluated, and never seen in training.
+
+Usage::
+
+    python benchmarks/squad.py data --slice small --out runs/squad-small/data
+    python benchmarks/squad.py run --slice small            # data + train + evaluate
+    python benchmarks/squad.py run --slice small --skip-train --artifact DIR
+
+``run`` writes ``benchmarks/results/squad-<slice>.json`` with BM25, Self-Retrieval and
+BM25 + SelfReranker measured on the same test questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from make_bundled_corpus import DEFAULT_SOURCE, load_squad, write_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SEED = 2016
+SMALL_RANGE = (250, 300)
+
+
+def pick_articles(squad: dict[str, Any], slice_name: str, seed: int = SEED) -> list[str]:
+    """Article titles of a slice: all of them, or a seeded set with 250-300 paragraphs."""
+    sizes = {article["title"]: len(article["paragraphs"]) for article in squad["data"]}
+    if slice_name == "full":
+        return list(sizes)
+    if slice_name != "small":
+        raise SystemExit(f"error: unknown slice {slice_name!r}; use 'small' or 'full'")
+    titles = sorted(sizes)
+    random.Random(seed).shuffle(titles)
+    low, high = SMALL_RANGE
+    chosen: list[str] = []
+    total = 0
+    for title in titles:
+        if total + sizes[title] <= high:
+            chosen.append(title)
+            total += sizes[title]
+        if total >= low:
+            return chosen
+    raise SystemExit(f"error: could not pick articles with {low}-{high} paragraphs")
+
+
+def build_beir(
+    squad: dict[str, Any], titles: list[str], seed: int = SEED
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[tuple[str, str]]]]:
+    """Documents, queries (with answers) and train/test qrels for the given articles."""
+    articles = {article["title"]: article for article in squad["data"]}
+    documents: list[dict[str, Any]] = []
+    queries: list[dict[str, Any]] = []
+    qrels: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    for title in titles:
+        for index, paragraph in enumerate(articles[title]["paragraphs"]):
+            doc_id = f"{title}_{index}"
+            documents.append(
+                {
+                    "_id": doc_id,
+                    "title": title.replace("_", " "),
+                    "text": paragraph["context"],
+                    "metadata": {"article": title, "paragraph": index},
+                }
+            )
+            question_ids = sorted(qa["id"] for qa in paragraph["qas"])
+            random.Random(f"{seed}:{doc_id}").shuffle(question_ids)
+            test = set(question_ids[: (len(question_ids) + 1) // 2])
+            for qa in paragraph["qas"]:
+                answers = [answer["text"] for answer in qa["answers"]]
+                queries.append(
+                    {"_id": qa["id"], "text": qa["question"], "metadata": {"answers": answers}}
+                )
+                qrels["test" if qa["id"] in test else "train"].append((qa["id"], doc_id))
+    return documents, queries, qrels
+
+
+def write_beir(
+    out: Path,
+    documents: list[dict[str, Any]],
+    queries: list[dict[str, Any]],
+    qrels: dict[str, list[tuple[str, str]]],
+    info: dict[str, Any],
+) -> None:
+    """The BEIR layout, plus ``slice.json`` recording how the slice was made."""
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "corpus.jsonl", documents)
+    write_jsonl(out / "queries.jsonl", queries)
+    for split, pairs in qrels.items():
+        with (out / "qrels" / f"{split}.tsv").open("w", encoding="utf-8", newline="\n") as handle:
+            handle.write("query-id\tcorpus-id\tscore\n")
+            handle.writelines(f"{query_id}\t{doc_id}\t1\n" for query_id, doc_id in pairs)
+    (out / "slice.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def make_data(slice_name: str, out: Path, source: Path = DEFAULT_SOURCE) -> dict[str, Any]:
+    """Write a slice as a BEIR folder; returns its description."""
+    squad = load_squad(source)
+    titles = pick_articles(squad, slice_name)
+    documents, queries, qrels = build_beir(squad, titles)
+    info = {
+        "source": "SQuAD v1.1 dev set (Rajpurkar et al. 2016, CC BY-SA 4.0)",
+        "slice": slice_name,
+        "seed": SEED,
+        "articles": titles,
+        "paragraphs": len(documents),
+        "questions": len(queries),
+        "train_questions": len(qrels["train"]),
+        "test_questions": len(qrels["test"]),
+    }
+    write_beir(out, documents, queries, qrels, info)
+    return info
+
+
+def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
+    """Train SmolLM2 (or ``--base-model``) on the slice's corpus and train questions."""
+    from selfretrieval_trainer.data import MixConfig, answers_from_metadata
+    from selfretrieval_trainer.train import TrainingConfig, train
+
+    from selfretrieval_integrations.loaders import (
+        load_beir_qrels,
+        load_beir_queries,
+        load_beir_query_metadata,
+        load_corpus,
+    )
+
+    config = TrainingConfig(
+        epochs=args.epochs,
+        full_finetune=args.full,
+        learning_rate=args.learning_rate,
+        lora_rank=args.lora_rank,
+        lora_alpha=2 * args.lora_rank,
+        lora_dropout=args.lora_dropout,
+        save_steps=25,
+        mix=MixConfig(
+            supervised_repeats=args.supervised_repeats,
+            answer_repeats=args.answer_repeats,
+            assessment=not args.no_assessment_training,
+            indexing=not args.no_indexing,
+        ),
+    )
+    started = time.perf_counter()
+    train(
+        args.base_model,
+        load_corpus(data),
+        out,
+        queries=None if args.indexing_only else load_beir_queries(data),
+        qrels=None if args.indexing_only else load_beir_qrels(data, "train"),
+        answers=None
+        if args.indexing_only
+        else answers_from_metadata(load_beir_query_metadata(data)),
+        config=config,
+    )
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    data_cmd = commands.add_parser("data", help="write a slice as a BEIR folder")
+    run_cmd = commands.add_parser("run", help="data + train + evaluate, write the JSON report")
+    for cmd in (data_cmd, run_cmd):
+        cmd.add_argument("--slice", default="small", choices=["small", "full"])
+        cmd.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="SQuAD dev zip")
+    data_cmd.add_argument("--out", type=Path, required=True)
+    run_cmd.add_argument("--workdir", type=Path, default=None, help="default: runs/squad-<slice>")
+    run_cmd.add_argument("--base-model", default="smollm2-135m")
+    run_cmd.add_argument("--artifact", type=Path, default=None, help="default: <workdir>/model")
+    run_cmd.add_argument("--skip-train", action="store_true", help="evaluate --artifact as is")
+    run_cmd.add_argument("--epochs", type=float, default=1.0)
+    run_cmd.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    run_cmd.add_argument("--learning-rate", type=float, default=None)
+    run_cmd.add_argument("--lora-rank", type=int, default=16)
+    run_cmd.add_argument("--supervised-repeats", type=int, default=2)
+    run_cmd.add_argument("--answer-repeats", type=int, default=1)
+    run_cmd.add_argument("--lora-dropout", type=float, default=0.0)
+    run_cmd.add_argument("--indexing-only", action="store_true", help="no supervised questions")
+    run_cmd.add_argument("--no-indexing", action="store_true", help="no indexing examples")
+    run_cmd.add_argument("--no-assessment-training", action="store_true")
+    run_cmd.add_argument(
+        "--questions", type=int, default=200, help="a seeded sample of test questions (0: all)"
+    )
+    run_cmd.add_argument("--rerank-depth", type=int, default=20)
+    run_cmd.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    if args.command == "data":
+        info = make_data(args.slice, args.out, args.source)
+        print(json.dumps(info | {"articles": len(info["articles"])}, indent=2))
+        return 0
+
+    workdir = args.workdir or ROOT / "runs" / f"squad-{args.slice}"
+    data = workdir / "data"
+    info = make_data(args.slice, data, args.source)
+    artifact = args.artifact or workdir / "model"
+    train_seconds = None
+    if not args.skip_train:
+        train_seconds = train_artifact(data, artifact, args)
+    from selfretrieval_integrations.evaluation import EvaluationConfig, evaluate, write_report
+
+    report = evaluate(
+        artifact,
+        data,
+        EvaluationConfig(
+            split="test",
+            baseline="bm25",
+            rerank_depth=args.rerank_depth,
+            max_questions=args.questions or None,
+        ),
+    )
+    report["dataset"] = f"SQuAD v1.1 dev, {args.slice} slice ({info['paragraphs']} paragraphs)"
+    report["config"] |= {
+        "slice": info,
+        "train_seconds": train_seconds,
+        "command": " ".join(["python", "benchmarks/squad.py", *(argv or sys.argv[1:])]),
+    }
+    output = args.output or RESULTS / f"squad-{args.slice}.json"
+    write_report(report, output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
