@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,6 +127,10 @@ class SelfRetrievalModel:
         )
         self.assessor = SelfAssessor(model, self.renderer, self.config.assessment)
         self.last_stats = DecodingStats()
+        # The decoder keeps per-call state (key/value cache, beams) on itself, and one model's
+        # forward passes must not interleave across threads: callers sharing this object (async
+        # framework adapters, web servers) are serialised here instead of copying the weights.
+        self.lock = threading.RLock()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -313,13 +318,16 @@ class SelfRetrievalModel:
             masks = [mask] * len(queries)
         results: list[list[RetrievalResult]] = []
         stats = DecodingStats()
-        for start in range(0, len(queries), batch_size):
-            chunk = queries[start : start + batch_size]
-            prompts = [self.renderer.encode_prompt(q) for q in chunk]
-            hyps, chunk_stats = self.decoder.decode(prompts, k, masks[start : start + batch_size])
-            stats.add(chunk_stats)
-            results.extend(self._rank(q, h, k) for q, h in zip(chunk, hyps, strict=True))
-        self.last_stats = stats
+        with self.lock:
+            for start in range(0, len(queries), batch_size):
+                chunk = queries[start : start + batch_size]
+                prompts = [self.renderer.encode_prompt(q) for q in chunk]
+                hyps, chunk_stats = self.decoder.decode(
+                    prompts, k, masks[start : start + batch_size]
+                )
+                stats.add(chunk_stats)
+                results.extend(self._rank(q, h, k) for q, h in zip(chunk, hyps, strict=True))
+            self.last_stats = stats
         return results
 
     def _rank(self, query: str, hyps: list[Hypothesis], k: int) -> list[RetrievalResult]:
@@ -381,7 +389,9 @@ class SelfRetrievalModel:
     def assess(self, query: str, passages: Sequence[Passage | str | tuple[str, str]]) -> np.ndarray:
         """Relevance of each passage to ``query`` in [0, 1); passages need not be indexed."""
         query = self.template.normalize_query(query)
-        return self.assessor.relevance(query, self._as_pairs(passages))
+        pairs = self._as_pairs(passages)
+        with self.lock:
+            return self.assessor.relevance(query, pairs)
 
     def answer(
         self,
@@ -403,7 +413,7 @@ class SelfRetrievalModel:
         title, text = pairs[0]
         ids = self.renderer.encode_prompt(query) + self.renderer.assessment_context_ids(title, text)
         device = next(self.model.parameters()).device
-        with torch.inference_mode():
+        with self.lock, torch.inference_mode():
             out = self.model.generate(
                 input_ids=torch.as_tensor([ids], device=device),
                 attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),

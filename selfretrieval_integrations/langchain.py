@@ -1,0 +1,328 @@
+"""LangChain retriever and reranker over one ``SelfRetrievalModel``.
+
+Thin adapters: the model retrieves (filters enforced inside its constrained decoding) and reranks
+(``selfretrieval_integrations.reranking.rerank``); this module only converts to and from
+LangChain's ``Document``. The async methods run the model in a worker thread so they never block
+the event loop; the model's own lock serialises concurrent calls on its one set of weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._adapters import (
+    build_model,
+    check_items,
+    checked_filter,
+    checked_k,
+    checked_model,
+    checked_threshold,
+    combined_mask,
+    missing_framework,
+    result_metadata,
+    search,
+    split_title,
+)
+from .corpus import ChunkingConfig, Corpus
+from .corpus import Document as CorpusDocument
+from .errors import QueryError
+from .model import RetrievalConfig, SelfRetrievalModel
+from .reranking import RerankConfig, rerank
+
+try:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+        Callbacks,
+    )
+    from langchain_core.documents import BaseDocumentCompressor, Document
+    from langchain_core.retrievers import BaseRetriever
+    from pydantic import ConfigDict, Field, field_validator
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
+    raise missing_framework("langchain-core", "langchain", _error) from _error
+
+__all__ = ["SelfReranker", "SelfRetriever", "documents_to_corpus"]
+
+_CALL_OPTIONS = ("k", "filter", "score_threshold")
+
+
+def documents_to_corpus(
+    documents: Sequence[Document],
+    *,
+    title_key: str = "title",
+    chunking: ChunkingConfig | None = None,
+) -> Corpus:
+    """A corpus of LangChain documents, chunked into passages.
+
+    The document id is ``Document.id``, or ``doc-<position>`` when it is unset; the title is
+    ``metadata[title_key]`` and the rest of the metadata is kept (it must be JSON values).
+    """
+    docs = check_items(documents, Document, "LangChain Document objects")
+    converted = []
+    for position, doc in enumerate(docs):
+        title, metadata = split_title(doc.metadata, title_key)
+        converted.append(
+            CorpusDocument(
+                id=doc.id if doc.id else f"doc-{position}",
+                text=doc.page_content,
+                title=title,
+                metadata=metadata,
+            )
+        )
+    return Corpus.from_documents(converted, chunking)
+
+
+class SelfRetriever(BaseRetriever):
+    """Self-Retrieval as a LangChain retriever: passages are generated, never looked up.
+
+    The model writes the title and text of each passage under a trie constraint, so results are
+    verbatim corpus passages; ``filter`` restricts which passages can be generated at all.
+
+    Setup:
+        Install the extra, then train a model on your documents or load a trained artifact.
+
+        ```bash
+        pip install "selfretrieval-integrations[langchain]"
+        ```
+
+    Key init args:
+        model: SelfRetrievalModel
+            The loaded model; one model can serve many retrievers and rerankers.
+        k: int
+            Number of documents to return (default 4).
+        filter: dict | callable | None
+            Which passages may be returned, e.g. ``{"doc_id": {"$in": ["a", "b"]}}`` (fields are
+            ``passage_id``, ``doc_id``, ``title`` or metadata keys). Enforced during decoding.
+        score_threshold: float | None
+            Drop results whose score is below this value.
+
+    Instantiate:
+        ```python
+        from selfretrieval_integrations.langchain import SelfRetriever
+
+        retriever = SelfRetriever.from_pretrained("selfretrieval-quickstart", k=3)
+        # or train on LangChain documents:
+        retriever = SelfRetriever.from_documents(docs, base_model="smollm2-135m", out="my-index")
+        ```
+
+    Usage:
+        ```python
+        docs = retriever.invoke("Who founded the Mongol Empire?")
+        docs = retriever.invoke("...", k=1, filter={"title": "Genghis Khan"})  # per call
+        docs[0].id, docs[0].metadata["doc_id"], docs[0].metadata["score"]
+        ```
+
+    Use within a chain:
+        ```python
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_core.runnables import RunnablePassthrough
+
+        prompt = ChatPromptTemplate.from_template(
+            "Answer from the context.\\n\\n{context}\\n\\nQuestion: {question}"
+        )
+
+        def format_docs(docs):
+            return "\\n\\n".join(doc.page_content for doc in docs)
+
+        chain = (
+            {"context": retriever | format_docs, "question": RunnablePassthrough()}
+            | prompt
+            | llm
+            | StrOutputParser()
+        )
+        chain.invoke("Who founded the Mongol Empire?")
+        ```
+
+    A per-call ``filter`` narrows the retriever's own ``filter`` (both apply), so a filter set
+    here for access control cannot be widened by a caller. ``Document.metadata`` holds the
+    passage's metadata plus ``passage_id``, ``doc_id``, ``title``, ``score``, ``rank`` and
+    ``relevance`` (these names win over metadata keys of the same name).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
+
+    model: SelfRetrievalModel = Field(exclude=True)
+    """The loaded Self-Retrieval model (shared, never copied)."""
+    k: int = 4
+    """Number of documents to return."""
+    filter: Any = None
+    """Mapping filter, callable ``Passage -> bool``, boolean mask, or None for every passage."""
+    score_threshold: float | None = None
+    """Minimum score of a returned document (None keeps all ``k``)."""
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _check_model(cls, value: object) -> SelfRetrievalModel:
+        return checked_model(value)
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _check_k(cls, value: object) -> int:
+        return checked_k(value, "k")
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _check_filter(cls, value: object) -> Any:
+        return checked_filter(value)
+
+    @field_validator("score_threshold", mode="before")
+    @classmethod
+    def _check_threshold(cls, value: object) -> float | None:
+        return checked_threshold(value)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        **kwargs: Any,
+    ) -> SelfRetriever:
+        """A retriever over a saved artifact; ``kwargs`` are the retriever's fields (k, filter)."""
+        return cls(
+            model=SelfRetrievalModel.from_pretrained(path, device=device, dtype=dtype), **kwargs
+        )
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        *,
+        base_model: str | tuple[Any, Any] = "smollm2-135m",
+        train: bool = True,
+        out: str | Path | None = None,
+        training_config: Any = None,
+        retrieval_config: RetrievalConfig | None = None,
+        chunking: ChunkingConfig | None = None,
+        title_key: str = "title",
+        queries: Mapping[str, str] | None = None,
+        qrels: Mapping[str, Mapping[str, int]] | None = None,
+        device: str | None = None,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> SelfRetriever:
+        """Train ``documents`` into ``base_model`` with the trainer and return a retriever.
+
+        ``out`` keeps the trained artifact (default: a temporary folder, removed); ``train=False``
+        indexes the documents zero-shot instead. ``training_config`` is a
+        ``selfretrieval_trainer.train.TrainingConfig``; ``queries``/``qrels`` add supervised
+        examples. A ``(model, tokenizer)`` pair as ``base_model`` is trained in place.
+        """
+        corpus = documents_to_corpus(documents, title_key=title_key, chunking=chunking)
+        model = build_model(
+            corpus,
+            base_model=base_model,
+            train=train,
+            out=out,
+            training_config=training_config,
+            retrieval_config=retrieval_config,
+            queries=queries,
+            qrels=qrels,
+            device=device,
+            show_progress=show_progress,
+        )
+        return cls(model=model, **kwargs)
+
+    # -- retrieval ----------------------------------------------------------------------------
+
+    def _search(self, query: str, options: Mapping[str, Any]) -> list[Document]:
+        unknown = sorted(set(options) - {*_CALL_OPTIONS, "verbose"})
+        if unknown:
+            raise QueryError(
+                f"unknown retriever argument(s) {unknown}; per-call options are "
+                f"{', '.join(_CALL_OPTIONS)}"
+            )
+        # An option given as None means "the retriever's own value".
+        k = options.get("k")
+        k = self.k if k is None else checked_k(k, "k")
+        threshold = options.get("score_threshold")
+        threshold = self.score_threshold if threshold is None else checked_threshold(threshold)
+        mask = combined_mask(self.model, self.filter, checked_filter(options.get("filter")))
+        return [
+            Document(id=r.passage_id, page_content=r.text, metadata=result_metadata(r))
+            for r in search(self.model, query, k, mask, threshold)
+        ]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        return self._search(query, kwargs)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        # Decoding is CPU/GPU-bound: run it off the event loop (the model's lock queues callers).
+        return await asyncio.to_thread(self._search, query, kwargs)
+
+
+class SelfReranker(BaseDocumentCompressor):
+    """Reorders any retriever's documents by the model's self-assessment of their relevance.
+
+    Returns copies of the best ``top_n`` documents with ``metadata["relevance_score"]`` (the
+    score that ordered them) and ``metadata["self_assessment"]`` (the model's relevance in [0, 1));
+    the input documents are not modified. The input order is taken as the first-stage ranking
+    (``RerankConfig(method="rrf")`` fuses it with the assessment; ``"assessment"`` ignores it).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
+
+    model: SelfRetrievalModel = Field(exclude=True)
+    """The loaded Self-Retrieval model (shared with retrievers, never copied)."""
+    top_n: int | None = 3
+    """Documents to keep (None keeps all, reordered)."""
+    config: RerankConfig = Field(default_factory=RerankConfig)
+    """How assessment and first-stage order are combined."""
+    title_key: str = "title"
+    """Metadata key holding a document's title (given to the model with the text)."""
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _check_model(cls, value: object) -> SelfRetrievalModel:
+        return checked_model(value)
+
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _check_top_n(cls, value: object) -> int | None:
+        return None if value is None else checked_k(value, "top_n")
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """The ``top_n`` best documents for ``query``, best first, as annotated copies."""
+        docs = list(documents)
+        wrong = sorted({type(d).__name__ for d in docs if not isinstance(d, Document)})
+        if wrong:
+            raise TypeError(f"SelfReranker takes LangChain Document objects, got {wrong}")
+        pairs = [(str(d.metadata.get(self.title_key) or ""), d.page_content) for d in docs]
+        ranked = rerank(self.model, query, pairs, top_n=self.top_n, config=self.config)
+        return [
+            docs[r.index].model_copy(
+                update={
+                    "metadata": {
+                        **docs[r.index].metadata,
+                        "relevance_score": r.score,
+                        "self_assessment": r.relevance,
+                    }
+                }
+            )
+            for r in ranked
+        ]
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """``compress_documents`` in a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
