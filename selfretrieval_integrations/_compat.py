@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
+
+
+def _forward_parameters(model: Any) -> Mapping[str, Any] | None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return None
+
+
+def logits_to_keep_kwarg(model: Any) -> str | None:
+    """Name of the argument that limits logits to the last positions, if ``model`` has one.
+
+    transformers 4.50+ calls it ``logits_to_keep`` (4.45-4.49: ``num_logits_to_keep``); other
+    models compute every position's logits, which is correct, only slower.
+    """
+    parameters = _forward_parameters(model) or {}
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in parameters:
+            return name
+    return None
 
 
 def cache_kwarg(model: Any) -> str:
@@ -12,9 +34,7 @@ def cache_kwarg(model: Any) -> str:
     transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns until it is
     removed); older releases only know ``past_key_values``.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        parameters = inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
+    parameters = _forward_parameters(model)
+    if parameters is None:
         return "past_key_values"
     return "cache" if "cache" in parameters else "past_key_values"

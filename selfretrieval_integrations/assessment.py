@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._compat import cache_kwarg
+from ._compat import cache_kwarg, logits_to_keep_kwarg
 from .rendering import Renderer
 
 
@@ -60,6 +60,11 @@ class SelfAssessor:
         )
         self.forward_passes = 0
         self._cache_kwarg = cache_kwarg(model)
+        self._logits_kwarg = logits_to_keep_kwarg(model)
+
+    def _keep_kwargs(self, n: int) -> dict[str, int]:
+        """Ask the model for the logits of the last ``n`` positions only, when it can."""
+        return {self._logits_kwarg: n} if self._logits_kwarg else {}
 
     @property
     def device(self) -> torch.device:
@@ -78,7 +83,12 @@ class SelfAssessor:
         with torch.inference_mode():
             prompt_ids = torch.as_tensor([prompt], dtype=torch.long, device=device)
             prompt_cache = DynamicCache()
-            self.model(input_ids=prompt_ids, **{self._cache_kwarg: prompt_cache}, use_cache=True)
+            self.model(
+                input_ids=prompt_ids,
+                **{self._cache_kwarg: prompt_cache},
+                use_cache=True,
+                **self._keep_kwargs(1),
+            )
             self.forward_passes += 1
             for start in range(0, len(passages), self.config.batch_size):
                 batch = passages[start : start + self.config.batch_size]
@@ -88,37 +98,39 @@ class SelfAssessor:
                     )
                     for title, text in batch
                 ]
-                # Teacher-force context + refusal; token j of the refusal is predicted at
-                # position len(context) - 1 + j of the fed chunk.
+                # Teacher-force context + refusal. Rows are padded on the left (masked, with
+                # positions continuing the prompt) so every refusal ends the row: only the last
+                # len(refusal) positions need logits, not the whole vocabulary at every token.
                 chunks = [c + refusal[:-1] for c in contexts]
                 width = max(len(c) for c in chunks)
                 ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
                 real = torch.zeros((len(batch), width), dtype=torch.long)
+                positions = torch.full((len(batch), width), len(prompt), dtype=torch.long)
                 for row, chunk in enumerate(chunks):
-                    ids[row, : len(chunk)] = torch.as_tensor(chunk)
-                    real[row, : len(chunk)] = 1
-                ids, real = ids.to(device), real.to(device)
+                    pad = width - len(chunk)
+                    ids[row, pad:] = torch.as_tensor(chunk)
+                    real[row, pad:] = 1
+                    positions[row, pad:] = len(prompt) + torch.arange(len(chunk))
+                ids, real, positions = ids.to(device), real.to(device), positions.to(device)
                 cache = copy.deepcopy(prompt_cache)
                 cache.batch_repeat_interleave(len(batch))
                 attention = torch.cat(
                     [torch.ones((len(batch), len(prompt)), dtype=torch.long, device=device), real],
                     dim=1,
                 )
-                positions = len(prompt) + torch.arange(width, device=device)[None, :]
                 logits = self.model(
                     input_ids=ids,
                     attention_mask=attention,
-                    position_ids=positions.expand(len(batch), -1),
+                    position_ids=positions,
                     **{self._cache_kwarg: cache},
                     use_cache=True,
-                ).logits
+                    **self._keep_kwargs(len(refusal)),
+                ).logits[:, -len(refusal) :]
                 self.forward_passes += 1
+                logp = torch.log_softmax(logits.float(), dim=-1)
                 target = torch.as_tensor(refusal, device=device)
-                for row, context in enumerate(contexts):
-                    at = torch.arange(len(refusal), device=device) + len(context) - 1
-                    logp = torch.log_softmax(logits[row, at].float(), dim=-1)
-                    nll = -logp[torch.arange(len(refusal), device=device), target]
-                    losses[start + row] = float(nll.mean())
+                nll = -logp.gather(-1, target[None, :, None].expand(len(batch), -1, 1))[..., 0]
+                losses[start : start + len(batch)] = nll.mean(dim=1).double().cpu().numpy()
         return losses
 
     def relevance(self, query: str, passages: Sequence[tuple[str, str]]) -> np.ndarray:

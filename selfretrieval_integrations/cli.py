@@ -83,6 +83,64 @@ def search(
 
 
 @app.command()
+def evaluate(
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder.")],
+    data: Annotated[Path, typer.Option("--data", help="BEIR folder with queries and qrels.")],
+    split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
+    baseline: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="bm25: also BM25 and BM25 + SelfReranker on the same questions."),
+    ] = None,
+    json_out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--json", help="Write the JSON report here (and a PNG plot beside it)."),
+    ] = None,
+    questions: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Evaluate a seeded sample of this many questions."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 0,
+    rerank_depth: Annotated[int, typer.Option(help="BM25 candidates reranked.")] = 20,
+    rerank_method: Annotated[str, typer.Option(help="rrf or assessment.")] = "rrf",
+    variants: Annotated[
+        bool, typer.Option(help="Also score fusion and rerank variants (ablations).")
+    ] = True,
+    stat_test: Annotated[str, typer.Option(help="Paired test: student or fisher.")] = "student",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,  # noqa: UP045
+) -> None:
+    """Hits@k, MRR and nDCG@10 (ranx), latency and paired significance tests on a BEIR split."""
+    from .evaluation import EvaluationConfig, format_table, write_report
+    from .evaluation import evaluate as run_evaluation
+    from .model import SelfRetrievalModel
+    from .reranking import RerankConfig
+
+    try:
+        config = EvaluationConfig(
+            split=split,
+            baseline=baseline,
+            rerank_depth=rerank_depth,
+            rerank=RerankConfig(method=rerank_method),
+            max_questions=questions,
+            seed=seed,
+            variants=variants,
+            stat_test=stat_test,
+        )
+        model = SelfRetrievalModel.from_pretrained(artifact, device=device)
+        report = run_evaluation(model, data, config)
+    except (SelfRetrievalError, ValueError) as error:
+        _fail(error)
+    report["config"]["artifact"] = str(artifact)
+    if json_out is not None:
+        write_report(report, json_out)
+    else:
+        console.print(format_table(report))
+    for pair, tests in report["significance"].items():
+        if pair.startswith("self-retrieval vs") or pair.startswith("bm25 vs"):
+            p = tests["hits@1"]["p_value"]
+            console.print(f"{pair}: Hits@1 p = {p:.4f} ({config.stat_test} paired test)")
+
+
+@app.command()
 def info(artifact: Annotated[Path, typer.Argument(help="Artifact folder.")]) -> None:
     """Show what an artifact holds: base model, passages, trie, versions, training summary."""
     from .artifact import read_manifest

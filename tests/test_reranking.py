@@ -63,3 +63,29 @@ def test_reranks_with_a_real_model_on_passages_outside_the_trie(tiny_model):
     out = rerank(model, "where?", ["Paris is in France.", ("Rome", "Rome is in Italy.")])
     assert sorted(r.index for r in out) == [0, 1]
     assert all(0 <= r.relevance < 1 for r in out)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_refusal_loss_matches_a_plain_forward_pass(tiny_model, batch_size):
+    """The batched, cache-sharing, last-positions-only scoring equals the textbook loss."""
+    import torch
+
+    from selfretrieval_integrations.assessment import AssessmentConfig, SelfAssessor
+    from selfretrieval_integrations.rendering import PromptTemplate, Renderer
+
+    model, tokenizer = tiny_model
+    renderer = Renderer(tokenizer, PromptTemplate())
+    assessor = SelfAssessor(model, renderer, AssessmentConfig(batch_size=batch_size))
+    query = "where is the tower?"
+    passages = [("Paris", "The tower is in Paris, " * n) for n in (1, 7, 3)] + [("", "Short.")]
+    losses = assessor.refusal_loss(query, passages)
+    refusal = renderer.refusal_ids()
+    for (title, text), loss in zip(passages, losses, strict=True):
+        ids = renderer.encode_prompt(query) + renderer.assessment_context_ids(title, text)
+        full = torch.as_tensor([ids + refusal])
+        with torch.inference_mode():
+            logits = model(input_ids=full).logits[0]
+        at = torch.arange(len(refusal)) + len(ids) - 1
+        logp = torch.log_softmax(logits[at].float(), dim=-1)
+        expected = -logp[torch.arange(len(refusal)), torch.as_tensor(refusal)].mean()
+        assert loss == pytest.approx(float(expected), abs=1e-4)
