@@ -210,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     data = workdir / "data"
     info = make_data(args.slice, data, args.source)
     artifact = args.artifact or workdir / "model"
-    train_seconds = None
     if not args.skip_train:
         train_seconds = train_artifact(data, artifact, args)
     from selfretrieval_integrations.evaluation import EvaluationConfig, evaluate, write_report
 
+    started = time.perf_counter()
     report = evaluate(
         artifact,
         data,
@@ -225,10 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             max_questions=args.questions or None,
         ),
     )
+    if args.skip_train:  # the training run's own wall time, from the artifact's manifest
+        train_seconds = (report.get("training") or {}).get("runtime_seconds")
     report["dataset"] = f"SQuAD v1.1 dev, {args.slice} slice ({info['paragraphs']} paragraphs)"
     report["config"] |= {
         "slice": info,
         "train_seconds": train_seconds,
+        "evaluate_seconds": round(time.perf_counter() - started, 1),
         "command": " ".join(["python", "benchmarks/squad.py", *(argv or sys.argv[1:])]),
     }
     output = args.output or RESULTS / f"squad-{args.slice}.json"

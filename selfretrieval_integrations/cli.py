@@ -109,7 +109,7 @@ def evaluate(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,  # noqa: UP045
 ) -> None:
     """Hits@k, MRR and nDCG@10 (ranx), latency and paired significance tests on a BEIR split."""
-    from .evaluation import EvaluationConfig, format_table, write_report
+    from .evaluation import EvaluationConfig, format_table, report_console, write_report
     from .evaluation import evaluate as run_evaluation
     from .model import SelfRetrievalModel
     from .reranking import RerankConfig
@@ -133,7 +133,7 @@ def evaluate(
     if json_out is not None:
         write_report(report, json_out)
     else:
-        console.print(format_table(report))
+        report_console().print(format_table(report))
     for pair, tests in report["significance"].items():
         if pair.startswith("self-retrieval vs") or pair.startswith("bm25 vs"):
             p = tests["hits@1"]["p_value"]

@@ -55,6 +55,8 @@ class EvaluationConfig:
     """``"bm25"`` adds BM25 and BM25 + SelfReranker over the same corpus and questions."""
     k: int = 10
     """Results per question (the metrics go to depth 10)."""
+    self_reranker: bool = True
+    """With a baseline, also rerank its candidates with self-assessment (the slow part)."""
     rerank_depth: int = 20
     """BM25 candidates given to the SelfReranker."""
     rerank: RerankConfig = field(default_factory=RerankConfig)
@@ -244,7 +246,8 @@ def evaluate(
         passages = list(model.store)
         bm25 = BM25Index(passages)
         runs[BM25] = _SystemRun()
-        methods = list(RerankMethod) if config.variants else [config.rerank.method]
+        if config.self_reranker:
+            methods = list(RerankMethod) if config.variants else [config.rerank.method]
         for method in methods:
             rr_name[method] = (
                 RERANKED if method is config.rerank.method else f"{RERANKED}/{method.value}"
@@ -295,27 +298,11 @@ def evaluate(
                 keys = [p.id if p.id in qrel_ids else p.doc_id for p in found]
                 runs[BM25].ranked[qid] = _dedup(keys)[: config.k]
                 runs[BM25].seconds.append(bm25_s)
-                pool = found[: config.rerank_depth]
-                started = time.perf_counter()
-                reranked = rerank(model, question, pool, config=config.rerank)
-                rerank_s = time.perf_counter() - started
-                relevance_of = np.zeros(len(pool))
-                for item in reranked:
-                    relevance_of[item.index] = item.relevance
-                for method in methods:
-                    if method is config.rerank.method:
-                        order = [item.index for item in reranked]
-                    else:
-                        other = rerank(
-                            _FixedRelevance(relevance_of),
-                            question,
-                            pool,
-                            config=replace(config.rerank, method=method),
-                        )
-                        order = [item.index for item in other]
-                    ids = _dedup([keys[i] for i in order])[: config.k]
-                    runs[rr_name[method]].ranked[qid] = ids
-                    runs[rr_name[method]].seconds.append(bm25_s + rerank_s)
+                for method, order in _reranked_orders(
+                    model, question, found[: config.rerank_depth], methods, config.rerank
+                ):
+                    runs[rr_name[method]].ranked[qid] = _dedup([keys[i] for i in order])[: config.k]
+                    runs[rr_name[method]].seconds.append(bm25_s + order.seconds)
             if on_question is not None:
                 on_question(number, len(qids))
     finally:
@@ -347,6 +334,43 @@ def evaluate(
     }
 
 
+class _Order(list):  # type: ignore[type-arg]
+    """Candidate indices, best first, with the seconds the reranking took."""
+
+    seconds: float = 0.0
+
+
+def _reranked_orders(
+    model: SelfRetrievalModel,
+    question: str,
+    pool: Sequence[Any],
+    methods: Sequence[RerankMethod],
+    config: RerankConfig,
+) -> list[tuple[RerankMethod, _Order]]:
+    """The pool reordered by each rerank method; the model assesses the pool once (timed)."""
+    if not methods:
+        return []
+    started = time.perf_counter()
+    reranked = rerank(model, question, pool, config=config)
+    seconds = time.perf_counter() - started
+    relevance = np.zeros(len(pool))
+    for item in reranked:
+        relevance[item.index] = item.relevance
+    orders = []
+    for method in methods:
+        items = (
+            reranked
+            if method is config.method
+            else rerank(
+                _FixedRelevance(relevance), question, pool, config=replace(config, method=method)
+            )  # type: ignore[arg-type]
+        )
+        order = _Order(item.index for item in items)
+        order.seconds = seconds
+        orders.append((method, order))
+    return orders
+
+
 class _FixedRelevance:
     """Stands in for the model in ``rerank`` when relevance is already known."""
 
@@ -355,6 +379,13 @@ class _FixedRelevance:
 
     def assess(self, query: str, passages: Sequence[Any]) -> np.ndarray:
         return self.relevance
+
+
+def report_console() -> Any:
+    """A rich console wide enough for the report table, also when output is not a terminal."""
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 150))
 
 
 def format_table(report: Mapping[str, Any]) -> Any:
@@ -413,12 +444,10 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
 
 def write_report(report: Mapping[str, Any], path: str | Path, *, plot: bool = True) -> Path:
     """Save the JSON report, a PNG plot beside it, and print the table."""
-    from rich.console import Console
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    console = Console()
+    console = report_console()
     console.print(format_table(report))
     if plot:
         console.print(f"wrote {path} and {plot_report(report, path.with_suffix('.png'))}")

@@ -1,0 +1,190 @@
+"""Ablations through the evaluation harness: what each part of Self-Retrieval is worth.
+
+Two kinds, each writing a JSON report to ``benchmarks/results/`` and printing a table:
+
+- ``beams``: decoding widths on a trained artifact (generation scores only, so every setting
+  costs one decoding pass per question)::
+
+      python benchmarks/ablations.py beams --artifact runs/squad-small/model \\
+          --data runs/squad-small/data --questions 200
+
+- ``training``: variants that need their own training run (indexing-only, no titles, no
+  self-assessment data, full fine-tuning, LoRA rank), each trained the same way on a corpus
+  small enough to train several times on a CPU (default: the bundled corpus)::
+
+      python benchmarks/ablations.py training --epochs 2 --questions 102
+
+Fusion variants (paper, logprob, generation = no self-assessment) and rerank variants (rrf,
+assessment) need no separate run: every ``selfretrieval evaluate`` report already holds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from selfretrieval_integrations.evaluation import (
+    EvaluationConfig,
+    evaluate,
+    format_table,
+    report_console,
+)
+from selfretrieval_integrations.fusion import Fusion
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: name -> (TrainingConfig overrides, MixConfig overrides, PromptTemplate overrides, with queries)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]] = {
+    "default": ({}, {}, {}, True),
+    "indexing-only": ({}, {}, {}, False),
+    "no-titles": ({}, {}, {"use_titles": False}, True),
+    "no-assessment-data": ({}, {"assessment": False, "answer_repeats": 0}, {}, True),
+    "full-finetune": ({"full_finetune": True, "learning_rate": 1e-4}, {}, {}, True),
+    "lora-r64": ({"lora_rank": 64, "lora_alpha": 128}, {}, {}, True),
+}
+
+
+def _print(report: dict[str, Any]) -> None:
+    report_console().print(format_table(report))
+
+
+def run_beams(args: argparse.Namespace) -> dict[str, Any]:
+    from selfretrieval_integrations import SelfRetrievalModel
+
+    model = SelfRetrievalModel.from_pretrained(args.artifact)
+    base = model.config
+    rows: dict[str, Any] = {}
+    for title_beams, passage_beams in args.settings:
+        model.config = replace(
+            base,
+            fusion=Fusion.GENERATION,
+            decoding=replace(base.decoding, title_beams=title_beams, passage_beams=passage_beams),
+        )
+        model.decoder.config = model.config.decoding
+        report = evaluate(
+            model,
+            args.data,
+            EvaluationConfig(max_questions=args.questions, variants=False),
+        )
+        name = f"titles {title_beams} / passages {passage_beams}"
+        rows[name] = report["systems"]["self-retrieval"]
+        print(name, rows[name], flush=True)
+    return {
+        "ablation": "decoding beam widths (generation scores, no self-assessment)",
+        "artifact": str(args.artifact),
+        "data": str(args.data),
+        "questions": report["questions"],
+        "systems": rows,
+    }
+
+
+def run_training(args: argparse.Namespace) -> dict[str, Any]:
+    from selfretrieval_trainer.data import MixConfig, answers_from_metadata
+    from selfretrieval_trainer.train import TrainingConfig, train
+
+    from selfretrieval_integrations import PromptTemplate
+    from selfretrieval_integrations.loaders import (
+        load_beir_qrels,
+        load_beir_queries,
+        load_beir_query_metadata,
+        load_corpus,
+    )
+
+    data = args.data
+    corpus = load_corpus(data)
+    queries = load_beir_queries(data)
+    qrels = load_beir_qrels(data, "train")
+    answers = answers_from_metadata(load_beir_query_metadata(data))
+    rows: dict[str, Any] = {}
+    for name in args.variants:
+        overrides, mix_overrides, template_overrides, with_queries = VARIANTS[name]
+        mix = MixConfig(**{"answer_repeats": 1, **mix_overrides})
+        config = TrainingConfig(
+            **{"epochs": args.epochs, "lora_dropout": 0.0, "save_steps": 1000, **overrides},
+            mix=mix,
+        )
+        out = args.workdir / name
+        started = time.perf_counter()
+        model = train(
+            args.base_model,
+            corpus,
+            out,
+            queries=queries if with_queries else None,
+            qrels=qrels if with_queries else None,
+            answers=answers if with_queries else None,
+            config=config,
+            template=PromptTemplate(**template_overrides),
+        )
+        train_s = time.perf_counter() - started
+        report = evaluate(
+            model,
+            data,
+            EvaluationConfig(baseline="bm25", self_reranker=False, max_questions=args.questions),
+        )
+        rows[name] = {
+            "train_seconds": round(train_s, 1),
+            "training": report["training"],
+            "systems": report["systems"],
+        }
+        _print(report)
+    return {
+        "ablation": "training variants, each trained and evaluated the same way",
+        "data": str(data),
+        "base_model": args.base_model,
+        "epochs": args.epochs,
+        "questions": args.questions,
+        "variants": rows,
+    }
+
+
+def _setting(text: str) -> tuple[int, int]:
+    titles, passages = text.split("/")
+    return int(titles), int(passages)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selfretrieval_integrations.loaders import quickstart_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    beams = commands.add_parser("beams", help="decoding widths on one artifact")
+    beams.add_argument("--artifact", type=Path, required=True)
+    beams.add_argument("--data", type=Path, required=True)
+    beams.add_argument("--questions", type=int, default=200)
+    beams.add_argument(
+        "--settings",
+        type=_setting,
+        nargs="+",
+        default=[(1, 1), (1, 5), (5, 5), (5, 10), (10, 20)],
+        help="title_beams/passage_beams pairs",
+    )
+    beams.add_argument("--output", type=Path, default=RESULTS / "ablation-beams.json")
+    training = commands.add_parser("training", help="variants that need their own training")
+    training.add_argument("--data", type=Path, default=quickstart_dir())
+    training.add_argument("--base-model", default="smollm2-135m")
+    training.add_argument("--epochs", type=float, default=2.0)
+    training.add_argument("--questions", type=int, default=None)
+    training.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    training.add_argument("--workdir", type=Path, default=ROOT / "runs" / "ablations")
+    training.add_argument("--output", type=Path, default=RESULTS / "ablation-training.json")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    report = run_beams(args) if args.command == "beams" else run_training(args)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["command"] = "python benchmarks/ablations.py " + " ".join(
+        argv or __import__("sys").argv[1:]
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
