@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline="bm25",
             rerank_depth=args.rerank_depth,
             max_questions=args.questions or None,
+            keep_details=True,
         ),
     )
     if args.skip_train:  # the training run's own wall time, from the artifact's manifest

@@ -70,6 +70,9 @@ class EvaluationConfig:
     both rerank methods for the SelfReranker."""
     stat_test: str = "student"
     """ranx's paired test between systems: ``student`` (paired t-test) or ``fisher``."""
+    keep_details: bool = False
+    """Keep every question's candidates and their scores (``report["details"]``; saved beside
+    the report by ``write_report``) so that other fusions can be studied without the model."""
 
     def __post_init__(self) -> None:
         if self.baseline is not None and self.baseline not in BASELINES:
@@ -254,6 +257,7 @@ def evaluate(
             )
             runs[rr_name[method]] = _SystemRun()
 
+    details: dict[str, dict[str, Any]] = {}
     generation_only = replace(model.config, fusion=Fusion.GENERATION)
     saved_config = model.config
     iterator: Sequence[str] = qids
@@ -289,6 +293,20 @@ def evaluate(
                 run = runs[sr_name[fusion]]
                 run.ranked[qid] = _dedup([_result_key(candidates[i], qrel_ids) for i in order])
                 run.seconds.append(decode_s + (assess_s if fusion is not Fusion.GENERATION else 0))
+            if config.keep_details:
+                details[qid] = {
+                    "relevant": sorted(qrels[qid]),
+                    "self-retrieval": [
+                        {
+                            "id": _result_key(c, qrel_ids),
+                            "title_logprob": c.title_logprob,
+                            "logprob": c.generation_logprob,
+                            "relevance": None if relevance is None else float(relevance[i]),
+                            "title": c.title,
+                        }
+                        for i, c in enumerate(candidates)
+                    ],
+                }
 
             if bm25 is not None:
                 started = time.perf_counter()
@@ -298,11 +316,23 @@ def evaluate(
                 keys = [p.id if p.id in qrel_ids else p.doc_id for p in found]
                 runs[BM25].ranked[qid] = _dedup(keys)[: config.k]
                 runs[BM25].seconds.append(bm25_s)
+                pool_relevance = None
                 for method, order in _reranked_orders(
                     model, question, found[: config.rerank_depth], methods, config.rerank
                 ):
                     runs[rr_name[method]].ranked[qid] = _dedup([keys[i] for i in order])[: config.k]
                     runs[rr_name[method]].seconds.append(bm25_s + order.seconds)
+                    pool_relevance = order.relevance
+                if config.keep_details:
+                    details[qid]["bm25"] = [
+                        {
+                            "id": key,
+                            "relevance": None
+                            if pool_relevance is None or i >= len(pool_relevance)
+                            else float(pool_relevance[i]),
+                        }
+                        for i, key in enumerate(keys)
+                    ]
             if on_question is not None:
                 on_question(number, len(qids))
     finally:
@@ -311,7 +341,9 @@ def evaluate(
     metrics, tests = _metrics_and_tests(qrels, runs, config.stat_test)
     systems = {name: {**metrics[name], **_latency(run.seconds)} for name, run in runs.items()}
     training = model.manifest.get("training")
+    extra = {"details": details} if config.keep_details else {}
     return {
+        **extra,
         "dataset": str(data),
         "config": {
             **config.to_dict(),
@@ -338,6 +370,7 @@ class _Order(list):  # type: ignore[type-arg]
     """Candidate indices, best first, with the seconds the reranking took."""
 
     seconds: float = 0.0
+    relevance: np.ndarray | None = None
 
 
 def _reranked_orders(
@@ -367,6 +400,7 @@ def _reranked_orders(
         )
         order = _Order(item.index for item in items)
         order.seconds = seconds
+        order.relevance = relevance
         orders.append((method, order))
     return orders
 
@@ -446,6 +480,12 @@ def write_report(report: Mapping[str, Any], path: str | Path, *, plot: bool = Tr
     """Save the JSON report, a PNG plot beside it, and print the table."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    report = dict(report)
+    details = report.pop("details", None)
+    if details is not None:
+        with path.with_suffix(".details.jsonl").open("w", encoding="utf-8") as handle:
+            for qid, row in details.items():
+                handle.write(json.dumps({"question": qid, **row}, ensure_ascii=False) + "\n")
     path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     console = report_console()
     console.print(format_table(report))

@@ -82,7 +82,7 @@ def model(tiny_model):
 
 
 def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
-    config = EvaluationConfig(baseline="bm25", max_questions=5, rerank_depth=4)
+    config = EvaluationConfig(baseline="bm25", max_questions=5, rerank_depth=4, keep_details=True)
     report = evaluate(model, quickstart_dir(), config, show_progress=False)
     assert set(report["systems"]) == {
         "self-retrieval",
@@ -111,7 +111,12 @@ def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
     # The reranker only reorders BM25's top rerank_depth, so Hits@rerank_depth is unchanged.
     assert report["systems"]["bm25+self-reranker"]["hits@1"] <= report["systems"]["bm25"]["hits@5"]
     out = write_report(report, tmp_path / "r.json")
-    assert json.loads(out.read_text())["systems"] == report["systems"]
+    saved = json.loads(out.read_text())
+    assert saved["systems"] == report["systems"] and "details" not in saved
+    details = [json.loads(line) for line in (tmp_path / "r.details.jsonl").open()]
+    assert [d["question"] for d in details] == qids
+    assert all(len(d["bm25"]) == 10 and d["self-retrieval"] for d in details)
+    assert all(row["relevance"] is not None for d in details for row in d["bm25"][:4])
     assert (tmp_path / "r.png").stat().st_size > 0
 
 
