@@ -30,8 +30,9 @@ class RetrievalConfig:
 
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
-    fusion: Fusion = Fusion.PAPER
-    """``paper``, ``logprob`` or ``generation`` (no self-assessment)."""
+    fusion: Fusion = Fusion.LOGPROB
+    """``logprob`` (default: the best on the SQuAD benchmark, see benchmarks/RESULTS.md),
+    ``paper`` or ``generation`` (no self-assessment)."""
     temperature: float = 0.4
     """Temperature of the paper's fusion softmaxes."""
 
@@ -53,7 +54,7 @@ class RetrievalConfig:
         return cls(
             decoding=DecodingConfig(**known(DecodingConfig, data.get("decoding"))),
             assessment=AssessmentConfig(**known(AssessmentConfig, data.get("assessment"))),
-            fusion=Fusion(data.get("fusion", Fusion.PAPER)),
+            fusion=Fusion(data.get("fusion", Fusion.LOGPROB)),
             temperature=float(data.get("temperature", 0.4)),
         )
 
