@@ -451,7 +451,7 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     names = list(report["systems"])
     shown = ("hits@1", "hits@5", "mrr@5", "ndcg@10")
     fig, (quality, speed) = plt.subplots(
-        1, 2, figsize=(12, 0.5 * len(names) + 2.5), gridspec_kw={"width_ratios": [3, 1]}
+        1, 2, figsize=(12, 0.5 * len(names) + 3), gridspec_kw={"width_ratios": [3, 1]}
     )
     height = 0.8 / len(shown)
     y = np.arange(len(names))
@@ -461,7 +461,7 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     quality.set_yticks(y + height * (len(shown) - 1) / 2, names)
     quality.invert_yaxis()
     quality.set_xlim(0, 1)
-    quality.legend(loc="lower right")
+    quality.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=len(shown), frameon=False)
     quality.set_title(f"quality ({report['questions']} questions)")
     speed.barh(y, [report["systems"][n]["p50_ms"] for n in names], color="gray")
     speed.set_yticks(y, [])
