@@ -8,6 +8,7 @@
 - Every command of the CLI must have its ``<!-- cli-help: COMMAND -->`` in ``cli.md``.
 - ``<!-- bench-results -->`` is replaced by tables made from ``benchmarks/results/*.json``, so the
   numbers shown are the numbers the benchmark scripts wrote.
+- Sphinx roles left in docstrings (``:meth:`x```) are shown as plain code in the API pages.
 - The files of the repository's ``benchmarks/`` folder (scripts and ``results/*.json``) are
   published under ``benchmarks/``, so the relative links of the included ``RESULTS.md`` resolve.
 """
@@ -32,6 +33,7 @@ PACKAGES = {
 }
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)", re.MULTILINE)
 CLI_MARKER = re.compile(r"<!--\s*cli-help:\s*([\w-]*)\s*-->")
+SPHINX_ROLE = re.compile(r":(?:meth|func|class|attr|mod|data|obj|exc):(?=<code>)")
 PUBLISHED_BENCHMARK_SUFFIXES = {".py", ".sh", ".json"}
 
 
@@ -134,6 +136,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     if BENCH_MARKER in markdown:
         markdown = markdown.replace(BENCH_MARKER, benchmark_tables())
     return markdown
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    return SPHINX_ROLE.sub("", html) if page.file.src_uri.startswith("api/") else html
 
 
 # --------------------------------------------------------------------------------------------
