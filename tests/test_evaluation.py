@@ -20,6 +20,7 @@ from selfretrieval_integrations.evaluation import (
     select_questions,
     write_report,
 )
+from selfretrieval_integrations.fusion import Fusion
 from selfretrieval_integrations.loaders import (
     load_beir_qrels,
     load_beir_queries,
@@ -84,10 +85,10 @@ def model(tiny_model):
 def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
     config = EvaluationConfig(baseline="bm25", max_questions=5, rerank_depth=4, keep_details=True)
     report = evaluate(model, quickstart_dir(), config, show_progress=False)
+    other_fusions = {f"self-retrieval/{f.value}" for f in Fusion if f is not model.config.fusion}
     assert set(report["systems"]) == {
         "self-retrieval",
-        "self-retrieval/logprob",
-        "self-retrieval/generation",
+        *other_fusions,
         "bm25",
         "bm25+self-reranker",
         "bm25+self-reranker/assessment",
