@@ -94,17 +94,25 @@ def load_squad(source: Path) -> dict[str, Any]:
 Qrels = dict[str, list[tuple[str, str]]]
 
 
-def build(squad: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Qrels]:
-    """Documents, queries and qrels ({split: [(query id, doc id)]}) of the chosen articles."""
+def build(
+    squad: dict[str, Any],
+    titles: tuple[str, ...] | list[str] = ARTICLES,
+    paragraphs_per_article: int | None = PARAGRAPHS_PER_ARTICLE,
+    seed: int = SEED,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Qrels]:
+    """Documents, queries and qrels ({split: [(query id, doc id)]}) of the chosen articles.
+
+    Also used by ``squad.py`` for the benchmark slices (all paragraphs of other articles).
+    """
     articles = {article["title"]: article for article in squad["data"]}
-    missing = [title for title in ARTICLES if title not in articles]
+    missing = [title for title in titles if title not in articles]
     if missing:
         raise SystemExit(f"error: articles {missing} are not in the SQuAD dev set.")
     documents: list[dict[str, Any]] = []
     queries: list[dict[str, Any]] = []
     qrels: Qrels = {"train": [], "test": []}
-    for title in ARTICLES:
-        for index, paragraph in enumerate(articles[title]["paragraphs"][:PARAGRAPHS_PER_ARTICLE]):
+    for title in titles:
+        for index, paragraph in enumerate(articles[title]["paragraphs"][:paragraphs_per_article]):
             doc_id = f"{title}_{index}"
             documents.append(
                 {
@@ -116,7 +124,7 @@ def build(squad: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
             )
             question_ids = [qa["id"] for qa in paragraph["qas"]]
             shuffled = sorted(question_ids)
-            random.Random(f"{SEED}:{doc_id}").shuffle(shuffled)
+            random.Random(f"{seed}:{doc_id}").shuffle(shuffled)
             test = set(shuffled[: (len(shuffled) + 1) // 2])  # at least one question in test
             for qa in paragraph["qas"]:
                 answers = [answer["text"] for answer in qa["answers"]]

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_bundled_corpus import DEFAULT_SOURCE, load_squad, write_jsonl
+from make_bundled_corpus import DEFAULT_SOURCE, build, load_squad, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,32 +64,8 @@ def pick_articles(squad: dict[str, Any], slice_name: str, seed: int = SEED) -> l
 def build_beir(
     squad: dict[str, Any], titles: list[str], seed: int = SEED
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[tuple[str, str]]]]:
-    """Documents, queries (with answers) and train/test qrels for the given articles."""
-    articles = {article["title"]: article for article in squad["data"]}
-    documents: list[dict[str, Any]] = []
-    queries: list[dict[str, Any]] = []
-    qrels: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
-    for title in titles:
-        for index, paragraph in enumerate(articles[title]["paragraphs"]):
-            doc_id = f"{title}_{index}"
-            documents.append(
-                {
-                    "_id": doc_id,
-                    "title": title.replace("_", " "),
-                    "text": paragraph["context"],
-                    "metadata": {"article": title, "paragraph": index},
-                }
-            )
-            question_ids = sorted(qa["id"] for qa in paragraph["qas"])
-            random.Random(f"{seed}:{doc_id}").shuffle(question_ids)
-            test = set(question_ids[: (len(question_ids) + 1) // 2])
-            for qa in paragraph["qas"]:
-                answers = [answer["text"] for answer in qa["answers"]]
-                queries.append(
-                    {"_id": qa["id"], "text": qa["question"], "metadata": {"answers": answers}}
-                )
-                qrels["test" if qa["id"] in test else "train"].append((qa["id"], doc_id))
-    return documents, queries, qrels
+    """Documents, queries (with answers) and train/test qrels for every paragraph of ``titles``."""
+    return build(squad, titles, None, seed)
 
 
 def write_beir(
