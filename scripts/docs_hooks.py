@@ -9,8 +9,9 @@
 - ``<!-- bench-results -->`` is replaced by tables made from ``benchmarks/results/*.json``, so the
   numbers shown are the numbers the benchmark scripts wrote.
 - Sphinx roles left in docstrings (``:meth:`x```) are shown as plain code in the API pages.
-- The files of the repository's ``benchmarks/`` folder (scripts and ``results/*.json``) are
-  published under ``benchmarks/``, so the relative links of the included ``RESULTS.md`` resolve.
+- The files of the repository's ``benchmarks/`` folder (scripts, reports and plots under
+  ``results/``) are published under ``benchmarks/``, so the relative links of the included
+  ``RESULTS.md`` resolve.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PACKAGES = {
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)", re.MULTILINE)
 CLI_MARKER = re.compile(r"<!--\s*cli-help:\s*([\w-]*)\s*-->")
 SPHINX_ROLE = re.compile(r":(?:meth|func|class|attr|mod|data|obj|exc):(?=<code>)")
-PUBLISHED_BENCHMARK_SUFFIXES = {".py", ".sh", ".json"}
+PUBLISHED_BENCHMARK_SUFFIXES = {".py", ".sh", ".json", ".jsonl", ".png"}
 
 
 def public_modules() -> list[str]:
