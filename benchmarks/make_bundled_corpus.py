@@ -142,6 +142,19 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def write_beir(
+    out: Path, documents: list[dict[str, Any]], queries: list[dict[str, Any]], qrels: Qrels
+) -> None:
+    """corpus.jsonl, queries.jsonl and qrels/<split>.tsv: the BEIR layout."""
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "corpus.jsonl", documents)
+    write_jsonl(out / "queries.jsonl", queries)
+    for split, pairs in qrels.items():
+        with (out / "qrels" / f"{split}.tsv").open("w", encoding="utf-8", newline="\n") as handle:
+            handle.write("query-id\tcorpus-id\tscore\n")
+            handle.writelines(f"{query_id}\t{doc_id}\t1\n" for query_id, doc_id in pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="zip or dev json")
@@ -150,14 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     documents, queries, qrels = build(load_squad(args.source))
     out: Path = args.out
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "corpus.jsonl", documents)
-    write_jsonl(out / "queries.jsonl", queries)
-    for split, pairs in qrels.items():
-        with (out / "qrels" / f"{split}.tsv").open("w", encoding="utf-8", newline="\n") as handle:
-            handle.write("query-id\tcorpus-id\tscore\n")
-            for query_id, doc_id in pairs:
-                handle.write(f"{query_id}\t{doc_id}\t1\n")
+    write_beir(out, documents, queries, qrels)
     listed = "\n".join(
         f"- {title.replace('_', ' ')} (https://en.wikipedia.org/wiki/{title})" for title in ARTICLES
     )

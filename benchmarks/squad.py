@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_bundled_corpus import DEFAULT_SOURCE, build, load_squad, write_jsonl
+from make_bundled_corpus import DEFAULT_SOURCE, build, load_squad, write_beir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -68,24 +68,6 @@ def build_beir(
     return build(squad, titles, None, seed)
 
 
-def write_beir(
-    out: Path,
-    documents: list[dict[str, Any]],
-    queries: list[dict[str, Any]],
-    qrels: dict[str, list[tuple[str, str]]],
-    info: dict[str, Any],
-) -> None:
-    """The BEIR layout, plus ``slice.json`` recording how the slice was made."""
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "corpus.jsonl", documents)
-    write_jsonl(out / "queries.jsonl", queries)
-    for split, pairs in qrels.items():
-        with (out / "qrels" / f"{split}.tsv").open("w", encoding="utf-8", newline="\n") as handle:
-            handle.write("query-id\tcorpus-id\tscore\n")
-            handle.writelines(f"{query_id}\t{doc_id}\t1\n" for query_id, doc_id in pairs)
-    (out / "slice.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-
-
 def make_data(slice_name: str, out: Path, source: Path = DEFAULT_SOURCE) -> dict[str, Any]:
     """Write a slice as a BEIR folder; returns its description."""
     squad = load_squad(source)
@@ -101,7 +83,8 @@ def make_data(slice_name: str, out: Path, source: Path = DEFAULT_SOURCE) -> dict
         "train_questions": len(qrels["train"]),
         "test_questions": len(qrels["test"]),
     }
-    write_beir(out, documents, queries, qrels, info)
+    write_beir(out, documents, queries, qrels)
+    (out / "slice.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
 
