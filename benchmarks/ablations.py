@@ -9,7 +9,8 @@ Two kinds, each writing a JSON report to ``benchmarks/results/`` and printing a 
           --data runs/squad-small/data --questions 200
 
 - ``training``: variants that need their own training run (indexing-only, no titles, no
-  self-assessment data, full fine-tuning, LoRA rank), each trained the same way on a corpus
+  self-assessment data, full fine-tuning, LoRA rank and target modules, and full fine-tuning
+  with more epochs, BM25 negatives or deeper targets), each trained the same way on a corpus
   small enough to train several times on a CPU (default: the bundled corpus)::
 
       python benchmarks/ablations.py training --epochs 2 --questions 102
@@ -38,14 +39,27 @@ from selfretrieval_integrations.fusion import Fusion
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
+FULL: dict[str, Any] = {"full_finetune": True, "learning_rate": 1e-4}
+
 #: name -> (TrainingConfig overrides, MixConfig overrides, PromptTemplate overrides, with queries)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]] = {
     "default": ({}, {}, {}, True),
     "indexing-only": ({}, {}, {}, False),
     "no-titles": ({}, {}, {"use_titles": False}, True),
     "no-assessment-data": ({}, {"assessment": False, "answer_repeats": 0}, {}, True),
-    "full-finetune": ({"full_finetune": True, "learning_rate": 1e-4}, {}, {}, True),
+    "full-finetune": (FULL, {}, {}, True),
     "lora-r64": ({"lora_rank": 64, "lora_alpha": 128}, {}, {}, True),
+    "lora-attention-only": (
+        {"lora_target_modules": ("q_proj", "k_proj", "v_proj", "o_proj")},
+        {},
+        {},
+        True,
+    ),
+    # Variants of the best setting (full fine-tuning): epochs, negatives, target depth.
+    "full-finetune-2-epochs": ({**FULL, "epochs": 2.0}, {}, {}, True),
+    "full-finetune-bm25-negatives": (FULL, {"negatives": "bm25"}, {}, True),
+    "full-finetune-whole-passage-targets": (FULL, {"supervised_full_target": True}, {}, True),
+    "full-finetune-deeper-targets": (FULL, {"extra_tokens": 32}, {}, True),
 }
 
 
