@@ -15,6 +15,11 @@ Two kinds, each writing a JSON report to ``benchmarks/results/`` and printing a 
 
       python benchmarks/ablations.py training --epochs 2 --questions 102
 
+- ``table``: one Markdown table from several ``training`` reports (runs split over several
+  commands, so that a stopped session keeps what finished)::
+
+      python benchmarks/ablations.py table benchmarks/results/ablation-training*.json
+
 Fusion variants (paper, logprob, generation = no self-assessment) and rerank variants (rrf,
 assessment) need no separate run: every ``selfretrieval evaluate`` report already holds them.
 """
@@ -55,11 +60,20 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]]
         {},
         True,
     ),
-    # Variants of the best setting (full fine-tuning): epochs, negatives, target depth.
+    # Variants of the best setting (full fine-tuning): epochs, negatives, target depth, training
+    # mix and learning rate.
     "full-finetune-2-epochs": ({**FULL, "epochs": 2.0}, {}, {}, True),
     "full-finetune-bm25-negatives": (FULL, {"negatives": "bm25"}, {}, True),
     "full-finetune-whole-passage-targets": (FULL, {"supervised_full_target": True}, {}, True),
     "full-finetune-deeper-targets": (FULL, {"extra_tokens": 32}, {}, True),
+    "full-finetune-no-assessment-data": (
+        FULL,
+        {"assessment": False, "answer_repeats": 0},
+        {},
+        True,
+    ),
+    "full-finetune-lr-3e-5": ({**FULL, "learning_rate": 3e-5}, {}, {}, True),
+    "full-finetune-lr-3e-4": ({**FULL, "learning_rate": 3e-4}, {}, {}, True),
 }
 
 
@@ -156,6 +170,35 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _fusion_scores(systems: dict[str, Any], fusion: str) -> dict[str, Any]:
+    """A fusion's metrics, whichever fusion was the default when the report was written."""
+    return systems.get(f"self-retrieval/{fusion}") or systems["self-retrieval"]
+
+
+def training_table(paths: list[Path]) -> str:
+    """Markdown rows for every variant in the given reports, in the order given."""
+    lines = [
+        "| variant | train s | tokens/s | Hits@1 logprob / paper / generation "
+        "| Hits@5 logprob | MRR@5 logprob | Hits@10 logprob | report |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        for name, row in report.get("variants", {}).items():
+            systems = row["systems"]
+            logprob = _fusion_scores(systems, "logprob")
+            paper = _fusion_scores(systems, "paper")
+            generation = systems["self-retrieval/generation"]
+            lines.append(
+                f"| {name} | {row['train_seconds']:,.0f} "
+                f"| {row['training']['tokens_per_second']:.0f} "
+                f"| {logprob['hits@1']:.2f} / {paper['hits@1']:.2f} / {generation['hits@1']:.2f} "
+                f"| {logprob['hits@5']:.2f} | {logprob['mrr@5']:.3f} | {logprob['hits@10']:.2f} "
+                f"| `{path.name}` |"
+            )
+    return "\n".join(lines)
+
+
 def _setting(text: str) -> tuple[int, int]:
     titles, passages = text.split("/")
     return int(titles), int(passages)
@@ -186,8 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     training.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     training.add_argument("--workdir", type=Path, default=ROOT / "runs" / "ablations")
     training.add_argument("--output", type=Path, default=RESULTS / "ablation-training.json")
+    table = commands.add_parser("table", help="one Markdown table from training reports")
+    table.add_argument("reports", type=Path, nargs="+")
     args = parser.parse_args(argv)
 
+    if args.command == "table":
+        print(training_table(args.reports))
+        return 0
     started = time.perf_counter()
     report = run_beams(args) if args.command == "beams" else run_training(args)
     report["seconds"] = round(time.perf_counter() - started, 1)
