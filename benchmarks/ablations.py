@@ -72,7 +72,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]]
         {},
         True,
     ),
-    "full-finetune-lr-3e-5": ({**FULL, "learning_rate": 3e-5}, {}, {}, True),
+    "full-finetune-lr-2e-5": ({**FULL, "learning_rate": 2e-5}, {}, {}, True),  # the library default
     "full-finetune-lr-3e-4": ({**FULL, "learning_rate": 3e-4}, {}, {}, True),
 }
 

@@ -143,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--base-model", default="smollm2-135m")
     run_cmd.add_argument("--artifact", type=Path, default=None, help="default: <workdir>/model")
     run_cmd.add_argument("--skip-train", action="store_true", help="evaluate --artifact as is")
-    run_cmd.add_argument("--epochs", type=float, default=1.0)
+    run_cmd.add_argument(
+        "--epochs",
+        type=float,
+        default=2.0,
+        help="default 2: the second epoch doubled Self-Retrieval Hits@1 on the small slice "
+        "(RESULTS.md), and the run still fits in 2 hours on a 2-core CPU",
+    )
     weights = run_cmd.add_mutually_exclusive_group()
     weights.add_argument(
         "--full",
