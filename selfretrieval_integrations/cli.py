@@ -200,7 +200,7 @@ def train(
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
     batch_size: Annotated[int, typer.Option(help="Examples per step and device.")] = 8,
     learning_rate: Annotated[
-        Optional[float], typer.Option(help="Default 3e-4 (LoRA) / 2e-5 (full).")  # noqa: UP045
+        Optional[float], typer.Option(help="Default 3e-4 (LoRA) / 1e-4 (full).")  # noqa: UP045
     ] = None,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
