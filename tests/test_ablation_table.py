@@ -7,23 +7,12 @@ merged table must show the same fusion in the same column for both.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations.py"
+from .benchmark_scripts import load_benchmark
 
-
-def _load_ablations():
-    spec = importlib.util.spec_from_file_location("ablations", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("ablations", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-ablations = _load_ablations()
+ablations = load_benchmark("ablations")
 
 
 def _metrics(hits1: float) -> dict[str, float]:

@@ -6,10 +6,6 @@ decoder returns: the same passages, in the same order, with the same log-probabi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from selfretrieval_integrations import (
@@ -21,18 +17,9 @@ from selfretrieval_integrations import (
 )
 from selfretrieval_integrations.fusion import Fusion
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "naive_decoding.py"
+from .benchmark_scripts import load_benchmark
 
-
-def _load_naive():
-    spec = importlib.util.spec_from_file_location("naive_decoding", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("naive_decoding", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-naive = _load_naive()
+naive = load_benchmark("naive_decoding")
 
 TEXTS = [
     "The Eiffel Tower is in Paris.",
