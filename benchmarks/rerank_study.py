@@ -57,10 +57,14 @@ def _rrf_ranks(rows: list[dict], weight: float, depth: int, rrf_k: float = 60.0)
     return ranks
 
 
+def _reciprocal_rank_at_5(rank: int) -> float:
+    return 1 / rank if 0 < rank <= 5 else 0.0
+
+
 def _metrics(ranks: list[int]) -> dict[str, float]:
     return {
         "hits@1": round(float(np.mean([r == 1 for r in ranks])), 4),
-        "mrr@5": round(float(np.mean([1 / r if 0 < r <= 5 else 0.0 for r in ranks])), 4),
+        "mrr@5": round(float(np.mean([_reciprocal_rank_at_5(r) for r in ranks])), 4),
     }
 
 
@@ -85,10 +89,10 @@ def _cross_validated(rows: list[dict], depth: int, seed: int = 0) -> dict:
 
 
 def _wins_ties_losses(ranks: list[int], baseline: list[int]) -> list[int]:
-    def rr(r: int) -> float:
-        return 1 / r if 0 < r <= 5 else 0.0
-
-    pairs = [(rr(a), rr(b)) for a, b in zip(ranks, baseline, strict=True)]
+    pairs = [
+        (_reciprocal_rank_at_5(a), _reciprocal_rank_at_5(b))
+        for a, b in zip(ranks, baseline, strict=True)
+    ]
     return [
         sum(a > b for a, b in pairs),
         sum(a == b for a, b in pairs),

@@ -103,7 +103,7 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
     config = TrainingConfig(
         epochs=args.epochs,
         full_finetune=args.full,
-        learning_rate=args.learning_rate or (1e-4 if args.full else None),
+        learning_rate=args.learning_rate,
         lora_rank=args.lora_rank,
         lora_alpha=2 * args.lora_rank,
         lora_dropout=args.lora_dropout,

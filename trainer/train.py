@@ -360,7 +360,7 @@ def fit(
     With LoRA the model is wrapped in a peft adapter (unless it already is one, as when an
     artifact is updated) and returned wrapped; the caller saves or merges it.
     """
-    from transformers import set_seed
+    from transformers import Trainer, set_seed
 
     if not training_set.examples:
         raise TrainingError("no training examples: the corpus produced nothing to learn from")
@@ -425,7 +425,7 @@ def fit(
         "tokens_trained": collator.real_tokens,
         "padding_fraction": round(collator.padding_fraction, 4),
         "packed": collator.pack,
-        "target_logits_only": trainer_class.__name__ != "Trainer",
+        "target_logits_only": trainer_class is not Trainer,
         "tokens_per_second": round(collator.real_tokens / elapsed, 1) if elapsed > 0 else None,
         "runtime_seconds": round(elapsed, 1),
         "steps": trainer.state.global_step,
