@@ -39,7 +39,7 @@ from selfretrieval_integrations.evaluation import (
     format_table,
     report_console,
 )
-from selfretrieval_integrations.fusion import Fusion
+from selfretrieval_integrations.retrieval import Fusion
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -116,7 +116,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from selfretrieval_trainer.train import TrainingConfig, train
 
     from selfretrieval_integrations import PromptTemplate
-    from selfretrieval_integrations.loaders import (
+    from selfretrieval_integrations.corpus import (
         load_beir_qrels,
         load_beir_queries,
         load_beir_query_metadata,
@@ -205,7 +205,7 @@ def _setting(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selfretrieval_integrations.loaders import quickstart_dir
+    from selfretrieval_integrations.corpus import quickstart_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -67,9 +67,12 @@ from selfretrieval_integrations import (  # noqa: E402
     load_base_model,
     load_corpus,
 )
-from selfretrieval_integrations.corpus import Corpus  # noqa: E402
-from selfretrieval_integrations.fusion import Fusion  # noqa: E402
-from selfretrieval_integrations.loaders import load_beir_queries, quickstart_dir  # noqa: E402
+from selfretrieval_integrations.corpus import (  # noqa: E402
+    Corpus,
+    load_beir_queries,
+    quickstart_dir,
+)
+from selfretrieval_integrations.retrieval import Fusion  # noqa: E402
 
 MODELS = ("tiny", "smollm2-135m")
 SYSTEMS = ("naive", "naive-lazy", "optimized-no-jf", "optimized", "optimized-batch8")

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from selfretrieval_integrations._compat import cache_kwarg
+from selfretrieval_integrations.base_models import cache_kwarg
 
 Node = dict[str, Any]
 """A dict-trie node: ``next`` (token -> node), ``passages``, ``keys``, ``title_end``, ``depth``."""

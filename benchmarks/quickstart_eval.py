@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from selfretrieval_integrations import RetrievalConfig, SelfRetrievalModel
-from selfretrieval_integrations.bm25 import BM25Index
-from selfretrieval_integrations.fusion import Fusion, fuse_scores
-from selfretrieval_integrations.loaders import (
+from selfretrieval_integrations.corpus import (
     load_beir_qrels,
     load_beir_queries,
     load_corpus,
     quickstart_dir,
 )
+from selfretrieval_integrations.index import BM25Index
+from selfretrieval_integrations.retrieval import Fusion, fuse_scores
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -93,7 +93,7 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
     from selfretrieval_trainer.data import MixConfig, answers_from_metadata
     from selfretrieval_trainer.train import TrainingConfig, train
 
-    from selfretrieval_integrations.loaders import (
+    from selfretrieval_integrations.corpus import (
         load_beir_qrels,
         load_beir_queries,
         load_beir_query_metadata,

@@ -31,14 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from selfretrieval_integrations import PromptTemplate
     from selfretrieval_integrations.base_models import load_base_model
-    from selfretrieval_integrations.loaders import (
+    from selfretrieval_integrations.corpus import (
         load_beir_qrels,
         load_beir_queries,
         load_corpus,
         quickstart_dir,
     )
-    from selfretrieval_integrations.model import build_trie
-    from selfretrieval_integrations.rendering import Renderer
+    from selfretrieval_integrations.retrieval import Renderer, build_trie
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-model", default="smollm2-135m")

@@ -37,7 +37,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from selfretrieval_integrations.trie import END_TOKEN, PassageTrie  # noqa: E402
+from selfretrieval_integrations.index import END_TOKEN, PassageTrie  # noqa: E402
 
 VOCAB = 50_000
 TOKEN_BASE = 100  # ids below are specials
@@ -223,7 +223,7 @@ LOAD_SNIPPET = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 import numpy, marisa_trie, psutil
-from selfretrieval_integrations.trie import PassageTrie
+from selfretrieval_integrations.index import PassageTrie
 proc = psutil.Process()
 before = proc.memory_info().rss
 t0 = time.perf_counter()

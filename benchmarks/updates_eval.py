@@ -22,8 +22,8 @@ from selfretrieval_trainer.train import TrainingConfig
 from selfretrieval_trainer.updates import add_documents, delete_documents
 
 from selfretrieval_integrations import Document, RetrievalConfig, SelfRetrievalModel
-from selfretrieval_integrations.fusion import Fusion
-from selfretrieval_integrations.loaders import load_beir_qrels, load_beir_queries, quickstart_dir
+from selfretrieval_integrations.corpus import load_beir_qrels, load_beir_queries, quickstart_dir
+from selfretrieval_integrations.retrieval import Fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT.parent / "shared" / "data" / "squad-dev-v1.1.zip"

@@ -32,8 +32,8 @@ from langchain_core.runnables import (
 from pydantic import ConfigDict
 
 from selfretrieval_integrations import SelfRetrievalModel, load_corpus
+from selfretrieval_integrations.corpus import quickstart_dir
 from selfretrieval_integrations.langchain import SelfRetriever
-from selfretrieval_integrations.loaders import quickstart_dir
 
 PROMPT = PromptTemplate.from_template(
     "Answer the question in a few words, using only the context.\n\n"

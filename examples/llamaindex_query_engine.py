@@ -24,8 +24,8 @@ from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
 from selfretrieval_integrations import SelfRetrievalModel, load_corpus
+from selfretrieval_integrations.corpus import quickstart_dir
 from selfretrieval_integrations.llama_index import SelfReranker, SelfRetriever
-from selfretrieval_integrations.loaders import quickstart_dir
 
 
 class LocalLLM(CustomLLM):

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import SelfRetrievalError
+from selfretrieval_integrations.corpus import quickstart_dir
+from selfretrieval_integrations.errors import SelfRetrievalError
+from selfretrieval_integrations.training import Trainer, load_trainer
 
 app = typer.Typer(
     help="Self-Retrieval: one small LLM that indexes, retrieves and reranks a corpus.",
@@ -20,7 +22,7 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-BUNDLED_CORPUS = Path(__file__).parent / "data" / "quickstart"
+BUNDLED_CORPUS = quickstart_dir()
 
 
 def _fail(error: Exception) -> None:
@@ -41,9 +43,8 @@ def build(
     max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
 ) -> None:
     """Build an untrained (zero-shot) artifact over a corpus: trie, store and base weights."""
-    from .corpus import ChunkingConfig
-    from .loaders import load_corpus
-    from .model import SelfRetrievalModel
+    from selfretrieval_integrations.corpus import ChunkingConfig, load_corpus
+    from selfretrieval_integrations.retrieval import SelfRetrievalModel
 
     try:
         docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
@@ -63,7 +64,7 @@ def search(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,  # noqa: UP045
 ) -> None:
     """Retrieve the k best passages for a query."""
-    from .model import SelfRetrievalModel
+    from selfretrieval_integrations.retrieval import SelfRetrievalModel
 
     try:
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
@@ -109,10 +110,14 @@ def evaluate(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,  # noqa: UP045
 ) -> None:
     """Hits@k, MRR and nDCG@10 (ranx), latency and paired significance tests on a BEIR split."""
-    from .evaluation import EvaluationConfig, format_table, report_console, write_report
-    from .evaluation import evaluate as run_evaluation
-    from .model import SelfRetrievalModel
-    from .reranking import RerankConfig
+    from selfretrieval_integrations.evaluation import (
+        EvaluationConfig,
+        format_table,
+        report_console,
+        write_report,
+    )
+    from selfretrieval_integrations.evaluation import evaluate as run_evaluation
+    from selfretrieval_integrations.retrieval import RerankConfig, SelfRetrievalModel
 
     try:
         config = EvaluationConfig(
@@ -143,7 +148,7 @@ def evaluate(
 @app.command()
 def info(artifact: Annotated[Path, typer.Argument(help="Artifact folder.")]) -> None:
     """Show what an artifact holds: base model, passages, trie, versions, training summary."""
-    from .artifact import read_manifest
+    from selfretrieval_integrations.artifact import read_manifest
 
     try:
         manifest = read_manifest(artifact, verify=True)
@@ -155,21 +160,16 @@ def info(artifact: Annotated[Path, typer.Argument(help="Artifact folder.")]) -> 
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False, sort_keys=True))
 
 
-def _require_trainer():  # type: ignore[no-untyped-def]
+def _require_trainer() -> Trainer:
     try:
-        import selfretrieval_trainer.train as train_module
-        import selfretrieval_trainer.updates as updates_module
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        err_console.print(
-            f"[bold red]error:[/] training needs the train extra ({error}): "
-            "pip install 'selfretrieval-integrations[train]'"
-        )
+        return load_trainer()
+    except ImportError as error:
+        err_console.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(code=2) from error
-    return train_module, updates_module
 
 
 def _read_qrels(path: Path, split: str) -> dict[str, dict[str, int]]:
-    from .loaders import load_beir_qrels
+    from selfretrieval_integrations.corpus import load_beir_qrels
 
     if path.is_file():
         if path.parent.name != "qrels":
@@ -208,10 +208,14 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
 ) -> None:
     """Train a base model on a corpus (and optional training queries) into an artifact."""
-    from .corpus import ChunkingConfig
-    from .loaders import load_beir_queries, load_beir_query_metadata, load_corpus
+    from selfretrieval_integrations.corpus import (
+        ChunkingConfig,
+        load_beir_queries,
+        load_beir_query_metadata,
+        load_corpus,
+    )
 
-    train_module, _ = _require_trainer()
+    trainer = _require_trainer()
     try:
         docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
         query_texts = answers = qrel_map = None
@@ -224,7 +228,7 @@ def train(
             if qrels is None:
                 raise typer.BadParameter("--queries needs --qrels (which passages answer them)")
             qrel_map = _read_qrels(qrels, split)
-        config = train_module.TrainingConfig(
+        config = trainer.TrainingConfig(
             epochs=epochs,
             full_finetune=full,
             batch_size=batch_size,
@@ -232,7 +236,7 @@ def train(
             lora_rank=lora_rank,
             seed=seed,
         )
-        model = train_module.train(
+        model = trainer.train(
             base_model,
             docs,
             out,
@@ -265,17 +269,16 @@ def add(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
 ) -> None:
     """Add documents to an artifact: train on them plus a replay sample, rebuild the trie."""
-    from .corpus import ChunkingConfig
-    from .loaders import load_corpus
+    from selfretrieval_integrations.corpus import ChunkingConfig, load_corpus
 
-    train_module, updates = _require_trainer()
+    trainer = _require_trainer()
     try:
         docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
         documents = _passages_as_documents(docs)
-        model = updates.add_documents(
+        model = trainer.add_documents(
             artifact,
             documents,
-            config=train_module.TrainingConfig(epochs=epochs),
+            config=trainer.TrainingConfig(epochs=epochs),
             replay_ratio=replay_ratio,
             device=device,
         )
@@ -286,7 +289,7 @@ def add(
 
 def _passages_as_documents(corpus):  # type: ignore[no-untyped-def]
     """Regroup a loaded corpus into documents (its passages, in order, per document)."""
-    from .corpus import Document
+    from selfretrieval_integrations.corpus import Document
 
     grouped: dict[str, list] = {}  # type: ignore[type-arg]
     for passage in corpus:
@@ -308,9 +311,10 @@ def delete(
     ids: Annotated[list[str], typer.Option("--ids", help="Document or passage ids.")],
 ) -> None:
     """Delete documents (or passages) from an artifact at once, without training."""
-    _, updates = _require_trainer()
+    from selfretrieval_integrations.artifact.delete import delete_documents
+
     try:
-        removed = updates.delete_documents(artifact, ids)
+        removed = delete_documents(artifact, ids)
     except SelfRetrievalError as error:
         _fail(error)
     console.print(f"removed {removed} passage(s) from {artifact}")
@@ -327,7 +331,7 @@ def quickstart(
 ) -> None:
     """Train on the bundled SQuAD sample with the offline SmolLM2-135M, then answer questions."""
     _require_trainer()
-    from .quickstart import run_quickstart
+    from selfretrieval_integrations.evaluation import run_quickstart
 
     try:
         run_quickstart(

@@ -13,7 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._adapters import (
+from selfretrieval_integrations.corpus import ChunkingConfig, Corpus
+from selfretrieval_integrations.corpus import Document as CorpusDocument
+from selfretrieval_integrations.errors import QueryError
+from selfretrieval_integrations.framework_shared import (
     build_model,
     check_items,
     checked_filter,
@@ -26,11 +29,12 @@ from ._adapters import (
     search,
     split_title,
 )
-from .corpus import ChunkingConfig, Corpus
-from .corpus import Document as CorpusDocument
-from .errors import QueryError
-from .model import RetrievalConfig, SelfRetrievalModel
-from .reranking import RerankConfig, rerank
+from selfretrieval_integrations.retrieval import (
+    RerankConfig,
+    RetrievalConfig,
+    SelfRetrievalModel,
+    rerank,
+)
 
 try:
     from langchain_core.callbacks import (

@@ -13,7 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._adapters import (
+from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Passage, chunk_document
+from selfretrieval_integrations.corpus import Document as CorpusDocument
+from selfretrieval_integrations.errors import ArtifactError, QueryError
+from selfretrieval_integrations.framework_shared import (
     PASSAGE_KEYS,
     build_model,
     check_items,
@@ -26,12 +29,14 @@ from ._adapters import (
     search,
     split_title,
 )
-from .corpus import ChunkingConfig, Corpus, Passage, chunk_document
-from .corpus import Document as CorpusDocument
-from .errors import ArtifactError, QueryError
-from .filters import _MISSING, Filter, _field, compile_filter
-from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel
-from .reranking import RerankConfig, rerank
+from selfretrieval_integrations.index.filters import _MISSING, Filter, _field, compile_filter
+from selfretrieval_integrations.retrieval import (
+    RerankConfig,
+    RetrievalConfig,
+    RetrievalResult,
+    SelfRetrievalModel,
+    rerank,
+)
 
 try:
     from llama_index.core.base.base_retriever import BaseRetriever

@@ -39,16 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from selfretrieval_integrations.assessment import AssessmentConfig, _cut_words
-from selfretrieval_integrations.corpus import Corpus
+from selfretrieval_integrations.corpus import Corpus, count_words, cut_words
 from selfretrieval_integrations.errors import CorpusError
-from selfretrieval_integrations.rendering import (
+from selfretrieval_integrations.index import PassageTrie
+from selfretrieval_integrations.retrieval import (
     IGNORE_INDEX,
+    AssessmentConfig,
     EncodedExample,
     EncodedTarget,
     Renderer,
 )
-from selfretrieval_integrations.trie import PassageTrie
 
 __all__ = [
     "MixConfig",
@@ -113,25 +113,6 @@ _SENTENCE_STARTERS = frozenset(
     What Who Which How Why Unlike Like Not No Only Even
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
-
-_CJK = (
-    "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff9f"
-    "\U00020000-\U0003134f"
-)
-# A word: one CJK character (those scripts do not use spaces), else a run of non-space characters.
-_WORD_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
-
-
-def _words(text: str) -> int:
-    return sum(1 for _ in _WORD_RE.finditer(text))
-
-
-def _cut_to_words(text: str, limit: int) -> str:
-    """The first ``limit`` words of ``text`` (words as counted by ``_words``)."""
-    for count, match in enumerate(_WORD_RE.finditer(text), start=1):
-        if count == limit:
-            return text[: match.end()]
-    return text
 
 
 def _blocks(text: str) -> list[str]:
@@ -318,9 +299,9 @@ def _pseudo_queries(
     text: str, passage_key: str, *, seed: int, min_words: int, max_words: int, limit: int | None
 ) -> list[str]:
     sentences = list(dict.fromkeys(split_sentences(text)))
-    chosen = [s for s in sentences if min_words <= _words(s) <= max_words]
+    chosen = [s for s in sentences if min_words <= count_words(s) <= max_words]
     if not chosen:
-        chosen = [_cut_to_words(sentences[0] if sentences else text.strip(), max_words)]
+        chosen = [cut_words(sentences[0] if sentences else text.strip(), max_words)]
     if limit is not None and len(chosen) > limit:
         rng = random.Random(f"{seed}\x00indexing\x00{passage_key}")
         keep = sorted(rng.sample(range(len(chosen)), limit))
@@ -591,7 +572,7 @@ def _supervised(
             examples.append(example)
             if query.answers:
                 passage = corpus[p]
-                text = _cut_words(passage.text, max_passage_words)
+                text = cut_words(passage.text, max_passage_words)
                 answer = _pick_answer(query.answers, text)
                 example = renderer.assessment_example(query.text, passage.title, text, answer)
                 example.metadata = {"kind": "answer", "query": query.qid, "passage": p}
@@ -662,7 +643,7 @@ def _bm25_ranked(corpus: Corpus, queries: Sequence[str], k: int) -> list[list[in
 
     Uses the project's BM25 baseline (bm25s over title + text, imported only when needed).
     """
-    from selfretrieval_integrations.bm25 import BM25Index
+    from selfretrieval_integrations.index import BM25Index
 
     if not queries:
         return []
@@ -742,7 +723,7 @@ def _assessment(
 
     def add(query: str, p: int, answer: str, metadata: dict[str, Any]) -> None:
         passage = corpus[p]
-        text = _cut_words(passage.text, max_passage_words)
+        text = cut_words(passage.text, max_passage_words)
         example = renderer.assessment_example(query, passage.title, text, answer)
         example.metadata = metadata
         examples.append(example)
@@ -752,7 +733,7 @@ def _assessment(
             for p in query.positives:
                 if skip_positive is not None and skip_positive(query.qid, p):
                     continue
-                text = _cut_words(corpus[p].text, max_passage_words)
+                text = cut_words(corpus[p].text, max_passage_words)
                 answer = (
                     _pick_answer(query.answers, text) if query.answers else template.affirmation
                 )

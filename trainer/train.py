@@ -19,23 +19,24 @@ from typing import Any
 
 import torch
 
-from selfretrieval_integrations._compat import logits_to_keep_kwarg
-from selfretrieval_integrations.base_models import canonical_base_model_name, load_base_model
+from selfretrieval_integrations.base_models import (
+    canonical_base_model_name,
+    load_base_model,
+    logits_to_keep_kwarg,
+)
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
 from selfretrieval_integrations.errors import SelfRetrievalError
-from selfretrieval_integrations.model import (
+from selfretrieval_integrations.index import PassageStore
+from selfretrieval_integrations.retrieval import (
+    IGNORE_INDEX,
+    EncodedExample,
+    PromptTemplate,
+    Renderer,
     RetrievalConfig,
     SelfRetrievalModel,
     as_corpus,
     build_trie,
 )
-from selfretrieval_integrations.rendering import (
-    IGNORE_INDEX,
-    EncodedExample,
-    PromptTemplate,
-    Renderer,
-)
-from selfretrieval_integrations.store import PassageStore
 
 from .data import MixConfig, TrainingSet, build_training_set
 

@@ -1,38 +1,29 @@
-"""Keeping an artifact current: add documents (train new + replay), delete them (no training).
+"""Keeping an artifact current: add documents (train new + replay); delete them (no training).
 
-Both operations replace the artifact folder atomically, so it stays loadable at every moment; a
-crash leaves the previous version in place.
+``delete_documents`` is the library's own (``selfretrieval_integrations.artifact.delete``),
+re-exported here beside ``add_documents``. Both replace the artifact folder atomically, so it
+stays loadable at every moment; a crash leaves the previous version in place.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from selfretrieval_integrations import artifact
-from selfretrieval_integrations.base_models import tokenizer_fingerprint
+from selfretrieval_integrations.artifact.delete import delete_documents
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document
 from selfretrieval_integrations.errors import CorpusError
-from selfretrieval_integrations.model import SelfRetrievalModel, build_trie
-from selfretrieval_integrations.rendering import PromptTemplate, Renderer
-from selfretrieval_integrations.store import PassageStore
+from selfretrieval_integrations.index import PassageStore
+from selfretrieval_integrations.retrieval import Renderer, SelfRetrievalModel, build_trie
 
 from .data import build_training_set, replay_sample
 from .train import TrainingConfig, _finish, fit
 
-
-def _history_entry(operation: str, **details: Any) -> dict[str, Any]:
-    return {
-        "operation": operation,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **details,
-    }
+__all__ = ["add_documents", "delete_documents"]
 
 
 def add_documents(
@@ -74,13 +65,15 @@ def add_documents(
         mix=mix,
         passages=new_indices + list(replay),
     )
-    checkpoints = path.with_name(path.name + ".checkpoints")
+    checkpoints = artifact.checkpoint_dir(path)
     run = fit(
         old.model, old.tokenizer, training_set, config, checkpoints, show_progress=show_progress
     )
     history = list(old.manifest.get("history") or [])
     history.append(
-        _history_entry("add", passages=len(new_indices), replayed=len(replay), training=run.summary)
+        artifact.history_entry(
+            "add", passages=len(new_indices), replayed=len(replay), training=run.summary
+        )
     )
     adapter_ok = old.manifest.get("weights") == "lora"
     return _finish(
@@ -97,83 +90,3 @@ def add_documents(
         base_label=old.base_model,
         previous_training=old.manifest.get("training"),
     )
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link a folder's files (instant, no extra disk), copying where links fail."""
-    for item in source.rglob("*"):
-        dest = target / item.relative_to(source)
-        if item.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(item, dest)
-        except OSError:
-            shutil.copy2(item, dest)
-
-
-def delete_documents(path: str | Path, ids: Sequence[str], *, show_progress: bool = False) -> int:
-    """Remove documents (or single passages) by id from the trie and the store; no training.
-
-    Returns the number of passages removed. Unknown ids raise ``CorpusError`` before anything
-    changes; weights are kept as they are (hard-linked into the new version).
-    """
-    from transformers import AutoTokenizer
-
-    path = Path(path)
-    if isinstance(ids, str):
-        ids = [ids]
-    ids = list(dict.fromkeys(ids))
-    if not ids:
-        raise CorpusError("give at least one document or passage id to delete")
-    manifest = artifact.read_manifest(path, verify=True)
-    store = PassageStore.load(path / "store")
-    passages = list(store)
-    doc_ids = {p.doc_id for p in passages}
-    passage_ids = {p.id for p in passages}
-    unknown = [i for i in ids if i not in doc_ids and i not in passage_ids]
-    if unknown:
-        raise CorpusError(
-            f"{len(unknown)} id(s) are neither document nor passage ids of {path}: "
-            f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}"
-        )
-    drop = set(ids)
-    kept = [p for p in passages if p.doc_id not in drop and p.id not in drop]
-    if not kept:
-        raise CorpusError(
-            "deleting these ids would leave the corpus empty; delete the artifact folder instead"
-        )
-    corpus = Corpus.from_passages(kept)
-    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
-    template = PromptTemplate.from_dict(manifest.get("prompt_template", {}))
-    trie = build_trie(tokenizer, template, corpus, show_progress=show_progress)
-    removed = len(passages) - len(kept)
-    with artifact.atomic_folder(path) as tmp:
-        for folder in ("tokenizer", "model", "adapter"):
-            if (path / folder).is_dir():
-                _link_or_copy(path / folder, tmp / folder)
-        trie.save(tmp / "trie")
-        artifact.save_json(
-            tmp / "trie" / "fingerprint.json",
-            {
-                "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
-                "prompt_template": template.to_dict(),
-            },
-        )
-        PassageStore(kept).save(tmp / "store")
-        history = list(manifest.get("history") or [])
-        history.append(_history_entry("delete", ids=ids[:100], passages=removed))
-        updated = {k: v for k, v in manifest.items() if k != "files"}
-        updated.update(
-            corpus_checksum=corpus.checksum(),
-            n_passages=len(kept),
-            history=history,
-            trie={
-                **manifest.get("trie", {}),
-                "n_passages": len(kept),
-                "n_nodes": int(trie.n_nodes),
-            },
-        )
-        artifact.write_manifest(tmp, updated)
-    return removed

@@ -1,0 +1,34 @@
+"""Retrieval with one causal LM: prompts and targets (rendering), the trie constraint, the
+decoder, self-assessment, score fusion, reranking, and ``SelfRetrievalModel`` over them all."""
+
+from .assessment import AssessmentConfig, SelfAssessor
+from .constraints import TrieLogitsProcessor
+from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats
+from .fusion import Fusion, fuse_scores
+from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel, as_corpus, build_trie
+from .rendering import IGNORE_INDEX, EncodedExample, EncodedTarget, PromptTemplate, Renderer
+from .reranking import RerankConfig, RerankMethod, rerank
+
+__all__ = [
+    "IGNORE_INDEX",
+    "AssessmentConfig",
+    "ConstrainedDecoder",
+    "DecodingConfig",
+    "DecodingStats",
+    "EncodedExample",
+    "EncodedTarget",
+    "Fusion",
+    "PromptTemplate",
+    "Renderer",
+    "RerankConfig",
+    "RerankMethod",
+    "RetrievalConfig",
+    "RetrievalResult",
+    "SelfAssessor",
+    "SelfRetrievalModel",
+    "TrieLogitsProcessor",
+    "as_corpus",
+    "build_trie",
+    "fuse_scores",
+    "rerank",
+]

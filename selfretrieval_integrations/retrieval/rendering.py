@@ -1,0 +1,227 @@
+"""The one place where prompts, targets, assessment suffixes and answers become text and token ids.
+
+The trie keys and the training targets both come from :meth:`Renderer.encode_target`, so the ids
+a model is trained to emit after the prompt are, by construction, the ids the trie allows at
+retrieval time. ``tests/test_rendering.py`` proves that this also equals tokenizing the whole
+example text in one piece, for several tokenizer families.
+
+Layout of one example (the paper's template, with the title made optional)::
+
+    Question: {query}\\n\\nRelated document title: {title}\\nRelated document content: {passage}
+    \\n\\nFinal answer: {answer}<eos>
+
+``prompt`` ends right after ``title:``; the ``target`` is `` {title}\\nRelated document content:
+{passage}`` followed by the EOS id; the part up to and including ``content:`` is the *title
+segment*, whose length in tokens the trie records so that decoding knows where titles end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from selfretrieval_integrations.errors import QueryError, TokenizationError
+
+IGNORE_INDEX = -100
+"""Label value that the loss ignores (transformers' convention)."""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The strings around queries, titles, passages and answers.
+
+    Stored in every artifact's manifest: a model is only ever queried with the template it was
+    trained with, never a re-guessed one.
+    """
+
+    query_prefix: str = "Question: "
+    title_marker: str = "\n\nRelated document title:"
+    content_marker: str = "\nRelated document content:"
+    untitled_marker: str = "\n\nRelated document content:"
+    answer_marker: str = "\n\nFinal answer:"
+    refusal: str = "cannot extract answer"
+    affirmation: str = "the document answers the question"
+    use_titles: bool = True
+    lowercase_titles: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("title_marker", "content_marker", "untitled_marker", "answer_marker"):
+            value = getattr(self, name)
+            if not value.strip():
+                raise ValueError(f"PromptTemplate.{name} must contain visible text, got {value!r}")
+        if not self.refusal.strip():
+            raise ValueError("PromptTemplate.refusal must be a non-empty string")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptTemplate:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    # -- text ---------------------------------------------------------------------------------
+
+    @property
+    def anchor(self) -> str:
+        """The fixed text the prompt ends with; targets are tokenized after it."""
+        return self.title_marker if self.use_titles else self.untitled_marker
+
+    def normalize_query(self, query: str) -> str:
+        if not isinstance(query, str):
+            raise QueryError(f"query must be a string, got {type(query).__name__}")
+        cleaned = query.strip()
+        if not cleaned:
+            raise QueryError("query is empty or whitespace: give a question or some keywords")
+        return cleaned
+
+    def prompt_text(self, query: str) -> str:
+        return f"{self.query_prefix}{self.normalize_query(query)}{self.anchor}"
+
+    def title_segment_text(self, title: str) -> str:
+        if not self.use_titles:
+            return ""
+        title = " ".join(title.split())
+        if self.lowercase_titles:
+            title = title.lower()
+        return (f" {title}" if title else "") + self.content_marker
+
+    def passage_segment_text(self, text: str) -> str:
+        return f" {text}"
+
+    def target_text(self, title: str, text: str) -> str:
+        return self.title_segment_text(title) + self.passage_segment_text(text)
+
+
+@dataclass(frozen=True)
+class EncodedTarget:
+    """Token ids of one passage's target, and where its title segment ends."""
+
+    ids: tuple[int, ...]
+    title_length: int
+
+
+@dataclass
+class EncodedExample:
+    """A training example: ``input_ids`` and ``labels`` (``IGNORE_INDEX`` on the prompt)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class Renderer:
+    """Turns text into token ids for one tokenizer and one template, the same way everywhere."""
+
+    def __init__(self, tokenizer: Any, template: PromptTemplate | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.template = template or PromptTemplate()
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise TokenizationError(
+                f"tokenizer {type(tokenizer).__name__} has no eos_token_id; the trie needs an "
+                "end-of-passage token: set tokenizer.eos_token before building a model"
+            )
+        self.eos_id: int = int(eos)
+        self._anchor_cache: dict[str, list[int]] = {}
+
+    # -- low level ----------------------------------------------------------------------------
+
+    def _encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        # split_special_tokens: a passage that contains "<|im_end|>" is text, not an EOS.
+        return list(
+            self.tokenizer(
+                text, add_special_tokens=add_special_tokens, split_special_tokens=True
+            ).input_ids
+        )
+
+    def _encode_after(self, anchor: str, text: str) -> list[int]:
+        """Ids of ``text`` as tokenized right after ``anchor`` (in context, not on its own)."""
+        anchor_ids = self._anchor_cache.get(anchor)
+        if anchor_ids is None:
+            anchor_ids = self._anchor_cache[anchor] = self._encode(anchor)
+        ids = self._encode(anchor + text)
+        if ids[: len(anchor_ids)] != anchor_ids:
+            raise TokenizationError(
+                f"tokenizer {type(self.tokenizer).__name__} merges the template marker "
+                f"{anchor!r} with the text after it, so targets cannot be tokenized in context; "
+                "choose a PromptTemplate whose markers end with a character that never merges "
+                "(such as ':')"
+            )
+        return ids[len(anchor_ids) :]
+
+    # -- public encodings ---------------------------------------------------------------------
+
+    def encode_prompt(self, query: str) -> list[int]:
+        """Ids of the prompt, with the tokenizer's BOS if it adds one."""
+        return self._encode(self.template.prompt_text(query), add_special_tokens=True)
+
+    def encode_target(self, title: str, text: str) -> EncodedTarget:
+        """Ids the model must produce after the prompt for this passage: the trie key.
+
+        Tokenized in one piece after the prompt's anchor, then closed with the EOS id (an id,
+        never text, so a passage can not be a token-prefix of another).
+        """
+        template = self.template
+        ids = self._encode_after(template.anchor, template.target_text(title, text))
+        title_text = template.title_segment_text(title)
+        title_length = 0
+        if title_text:
+            title_ids = self._encode_after(template.anchor, title_text)
+            # The title segment ends with ':' and the passage starts with a space, so the
+            # tokens of the segment are a prefix of the whole target's tokens.
+            if ids[: len(title_ids)] != title_ids:
+                raise TokenizationError(
+                    f"tokenizer {type(self.tokenizer).__name__} merges the content marker "
+                    f"{template.content_marker!r} with the passage text"
+                )
+            title_length = len(title_ids)
+        return EncodedTarget(ids=(*ids, self.eos_id), title_length=title_length)
+
+    def encode_targets(self, titles: Sequence[str], texts: Sequence[str]) -> list[EncodedTarget]:
+        return [self.encode_target(t, x) for t, x in zip(titles, texts, strict=True)]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Ids of `` {answer}<eos>`` as tokenized after the answer marker."""
+        return [*self._encode_after(self.template.answer_marker, f" {answer.strip()}"), self.eos_id]
+
+    def assessment_context_ids(self, title: str, text: str) -> list[int]:
+        """Ids after the prompt up to and including the answer marker, for a full passage."""
+        template = self.template
+        return self._encode_after(
+            template.anchor, template.target_text(title, text) + template.answer_marker
+        )
+
+    def refusal_ids(self) -> list[int]:
+        return self.answer_ids(self.template.refusal)
+
+    # -- training examples ----------------------------------------------------------------------
+
+    def example(
+        self,
+        query: str,
+        target: EncodedTarget,
+        *,
+        prefix_length: int | None = None,
+    ) -> EncodedExample:
+        """A retrieval example: prompt, then the target (or its first ``prefix_length`` ids)."""
+        prompt = self.encode_prompt(query)
+        ids = list(target.ids if prefix_length is None else target.ids[:prefix_length])
+        return EncodedExample(input_ids=prompt + ids, labels=[IGNORE_INDEX] * len(prompt) + ids)
+
+    def assessment_example(
+        self, query: str, title: str, text: str, answer: str, *, train_passage: bool = False
+    ) -> EncodedExample:
+        """A self-assessment example: the loss is on the answer (or refusal) only by default."""
+        prompt = self.encode_prompt(query)
+        context = self.assessment_context_ids(title, text)
+        answer_ids = self.answer_ids(answer)
+        context_labels = context if train_passage else [IGNORE_INDEX] * len(context)
+        return EncodedExample(
+            input_ids=prompt + context + answer_ids,
+            labels=[IGNORE_INDEX] * len(prompt) + context_labels + answer_ids,
+        )

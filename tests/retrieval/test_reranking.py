@@ -1,0 +1,95 @@
+"""``rerank``: self-assessment alone, or fused with the first-stage order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from selfretrieval_integrations.errors import QueryError
+from selfretrieval_integrations.retrieval import RerankConfig, RerankMethod, rerank
+
+
+class FixedAssessor:
+    """Stands in for SelfRetrievalModel: relevance is given per passage text."""
+
+    def __init__(self, relevance: dict[str, float]) -> None:
+        self.relevance = relevance
+        self.calls = 0
+
+    def assess(self, query, passages):
+        self.calls += 1
+        return np.array([self.relevance[p if isinstance(p, str) else p[1]] for p in passages])
+
+
+def test_assessment_orders_by_relevance_and_keeps_input_order_on_ties():
+    model = FixedAssessor({"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.5})
+    out = rerank(model, "q", ["a", "b", "c", "d"], config=RerankConfig(method="assessment"))
+    assert [r.index for r in out] == [1, 2, 3, 0]
+    assert [r.relevance for r in out] == [0.9, 0.5, 0.5, 0.1]
+
+
+def test_rrf_fuses_first_stage_rank_with_assessment_rank():
+    model = FixedAssessor({"a": 0.1, "b": 0.9, "c": 0.8, "d": 0.0})
+    out = rerank(model, "q", ["a", "b", "c", "d"], config=RerankConfig(method=RerankMethod.RRF))
+    # a: 1/61 + 1/63, b: 1/62 + 1/61, c: 1/63 + 1/62, d: 1/64 + 1/64
+    assert [r.index for r in out] == [1, 0, 2, 3]
+    weight_zero = rerank(model, "q", ["a", "b", "c"], config=RerankConfig(assessment_weight=0))
+    assert [r.index for r in weight_zero] == [0, 1, 2]
+
+
+def test_top_n_and_empty_input():
+    model = FixedAssessor({"a": 0.1, "b": 0.9})
+    by_relevance = RerankConfig(method="assessment")
+    assert [r.index for r in rerank(model, "q", ["a", "b"], top_n=1, config=by_relevance)] == [1]
+    assert rerank(model, "q", []) == [] and model.calls == 1
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(QueryError, match="top_n"):
+            rerank(model, "q", ["a"], top_n=bad)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError):
+        RerankConfig(method="nope")
+    with pytest.raises(ValueError, match="rrf_k"):
+        RerankConfig(rrf_k=0)
+    with pytest.raises(ValueError, match="assessment_weight"):
+        RerankConfig(assessment_weight=-1)
+
+
+def test_reranks_with_a_real_model_on_passages_outside_the_trie(tiny_model):
+    from selfretrieval_integrations import SelfRetrievalModel
+
+    model = SelfRetrievalModel.from_base(tiny_model, [{"id": "x", "text": "Indexed text."}])
+    out = rerank(model, "where?", ["Paris is in France.", ("Rome", "Rome is in Italy.")])
+    assert sorted(r.index for r in out) == [0, 1]
+    assert all(0 <= r.relevance < 1 for r in out)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_refusal_loss_matches_a_plain_forward_pass(tiny_model, batch_size):
+    """The batched, cache-sharing, last-positions-only scoring equals the textbook loss."""
+    import torch
+
+    from selfretrieval_integrations.retrieval import (
+        AssessmentConfig,
+        PromptTemplate,
+        Renderer,
+        SelfAssessor,
+    )
+
+    model, tokenizer = tiny_model
+    renderer = Renderer(tokenizer, PromptTemplate())
+    assessor = SelfAssessor(model, renderer, AssessmentConfig(batch_size=batch_size))
+    query = "where is the tower?"
+    passages = [("Paris", "The tower is in Paris, " * n) for n in (1, 7, 3)] + [("", "Short.")]
+    losses = assessor.refusal_loss(query, passages)
+    refusal = renderer.refusal_ids()
+    for (title, text), loss in zip(passages, losses, strict=True):
+        ids = renderer.encode_prompt(query) + renderer.assessment_context_ids(title, text)
+        full = torch.as_tensor([ids + refusal])
+        with torch.inference_mode():
+            logits = model(input_ids=full).logits[0]
+        at = torch.arange(len(refusal)) + len(ids) - 1
+        logp = torch.log_softmax(logits[at].float(), dim=-1)
+        expected = -logp[torch.arange(len(refusal)), torch.as_tensor(refusal)].mean()
+        assert loss == pytest.approx(float(expected), abs=1e-4)

@@ -1,0 +1,355 @@
+"""Training, resume after SIGKILL, incremental updates and the CLI, on the tiny random model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from selfretrieval_trainer.data import MixConfig
+from selfretrieval_trainer.train import TrainingConfig, TrainingError, train
+from selfretrieval_trainer.updates import add_documents, delete_documents
+from typer.testing import CliRunner
+
+from selfretrieval_integrations import Corpus, CorpusError, Document, SelfRetrievalModel
+from selfretrieval_integrations.cli import app
+from selfretrieval_integrations.corpus import (
+    load_beir_qrels,
+    load_beir_queries,
+    load_beir_query_metadata,
+    load_corpus,
+    quickstart_dir,
+)
+
+FAST = TrainingConfig(epochs=1, batch_size=8, save_steps=1000, logging_steps=5)
+DOCS = [
+    Document(id=f"doc{i}", title=f"Topic {i}", text=f"Fact number {i} is about item {i * 7}.")
+    for i in range(6)
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "artifact"
+    model = train("tiny", DOCS, out, config=FAST, show_progress=False, device="cpu")
+    return out, model
+
+
+def test_indexing_only_training_writes_a_loadable_artifact(trained):
+    out, model = trained
+    summary = json.loads((out / "manifest.json").read_text())["training"]
+    for key in (
+        "examples",
+        "tokens_trained",
+        "tokens_per_second",
+        "final_loss",
+        "padding_fraction",
+    ):
+        assert summary[key] is not None, key
+    assert summary["examples"] > 0 and summary["tokens_trained"] > 0
+    assert json.loads((out / "manifest.json").read_text())["weights"] == "lora"
+    loaded = SelfRetrievalModel.from_pretrained(out, device="cpu", dtype="float32")
+    assert [r.passage_id for r in loaded.retrieve("item", k=3)] == [
+        r.passage_id for r in model.retrieve("item", k=3)
+    ]
+
+
+def test_training_with_queries_and_low_padding(tmp_path):
+    folder = quickstart_dir()
+    corpus = Corpus.from_passages(list(load_corpus(folder))[:12])  # the first 12 paragraphs
+    docs = set(corpus.doc_ids())
+    qrels = {q: r for q, r in load_beir_qrels(folder, "train").items() if set(r) <= docs}
+    answers = {q: m["answers"] for q, m in load_beir_query_metadata(folder).items()}
+    config = TrainingConfig(epochs=1, batch_size=4, save_steps=1000)
+    model = train(
+        "tiny",
+        corpus,
+        tmp_path / "a",
+        queries=load_beir_queries(folder),
+        qrels=qrels,
+        answers=answers,
+        config=config,
+        show_progress=False,
+    )
+    summary = model.manifest["training"]
+    assert summary["example_kinds"]["supervised"] > 0
+    assert summary["example_kinds"]["assessment_negative"] > 0
+    assert summary["padding_fraction"] <= 0.10
+
+
+def test_training_is_deterministic(tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        model = train("tiny", DOCS[:3], tmp_path / name, config=FAST, show_progress=False)
+        weights.append({k: v.clone() for k, v in model.model.state_dict().items()})
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_one_passage_corpus_and_full_finetune(tmp_path):
+    config = TrainingConfig(epochs=1, full_finetune=True, save_steps=1000)
+    model = train("tiny", DOCS[:1], tmp_path / "one", config=config, show_progress=False)
+    assert [r.passage_id for r in model.retrieve("anything", k=5)] == ["doc0#0"]
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert manifest["weights"] == "full"
+
+
+def test_unknown_qrels_ids_are_listed(tmp_path):
+    with pytest.raises(CorpusError, match="nope"):
+        train(
+            "tiny",
+            DOCS,
+            tmp_path / "x",
+            queries={"q": "question"},
+            qrels={"q": {"nope": 1}},
+            config=FAST,
+            show_progress=False,
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_of_memory_gives_a_hint(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "train", boom)
+    with pytest.raises(TrainingError, match="gradient checkpointing"):
+        train("tiny", DOCS, tmp_path / "oom", config=FAST, show_progress=False)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from selfretrieval_integrations import Document
+    from selfretrieval_trainer.train import TrainingConfig, train
+    docs = [Document(id=f"d{i}", title=f"T{i}", text=f"Sentence {i} about topic {i}. Another one.")
+            for i in range(20)]
+    config = TrainingConfig(epochs=float(sys.argv[2]), batch_size=2, save_steps=2,
+                            keep_checkpoints=True)
+    model = train("tiny", docs, sys.argv[1], config=config, show_progress=False)
+    print("RESUMED", model.manifest["training"]["resumed_from"])
+    """
+)
+
+
+def test_sigkill_resumes_and_keeps_previous_artifact(trained, tmp_path):
+    out = tmp_path / "artifact"
+    previous, _ = trained
+    import shutil
+
+    shutil.copytree(previous, out)
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    checkpoints = tmp_path / "artifact.checkpoints"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(checkpoints.glob("checkpoint-*"))) >= 1:
+            time.sleep(1.0)
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The previous artifact is intact and loadable; nothing half-written replaced it.
+    assert SelfRetrievalModel.from_pretrained(out).retrieve("item", k=1)
+    assert list(checkpoints.glob("checkpoint-*"))
+    done = subprocess.run(
+        [sys.executable, str(script), str(out), "8"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "RESUMED checkpoint-" in done.stdout
+    assert len(SelfRetrievalModel.from_pretrained(out).store) == 20
+
+
+def test_add_and_delete_documents(trained, tmp_path):
+    import shutil
+
+    out = tmp_path / "artifact"
+    shutil.copytree(trained[0], out)
+    new = [Document(id="new1", title="Novel", text="A brand new fact about comets.")]
+    model = add_documents(out, new, config=FAST, show_progress=False)
+    assert len(model.store) == len(DOCS) + 1
+    found = model.retrieve("comets", k=1, filter={"doc_id": "new1"})
+    assert [r.passage_id for r in found] == ["new1#0"]
+    loaded = SelfRetrievalModel.from_pretrained(out)
+    assert len(loaded.store) == len(DOCS) + 1
+    assert loaded.manifest["history"][-1]["operation"] == "add"
+    with pytest.raises(CorpusError, match="already"):
+        add_documents(out, new, config=FAST, show_progress=False)
+
+    removed = delete_documents(out, ["doc0", "new1"])
+    assert removed == 2
+    after = SelfRetrievalModel.from_pretrained(out)
+    ids = {r.passage_id for r in after.retrieve("anything", k=100)}
+    assert ids == {f"doc{i}#0" for i in range(1, 6)}
+    with pytest.raises(CorpusError, match="missing-id"):
+        delete_documents(out, ["missing-id"])
+    with pytest.raises(CorpusError, match="empty"):
+        delete_documents(out, [f"doc{i}" for i in range(1, 6)])
+
+
+def test_cli_train_search_info_delete(tmp_path):
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(
+        "\n".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) for d in DOCS)
+    )
+    out = tmp_path / "cli-artifact"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(out),
+            "--base-model",
+            "tiny",
+            "--epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["search", str(out), "item seven", "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 2
+    assert {"passage_id", "doc_id", "title", "text", "score"} <= set(rows[0])
+    result = runner.invoke(app, ["search", str(out), "item seven", "-k", "2"])
+    assert result.exit_code == 0 and "rank" in result.output
+    result = runner.invoke(app, ["info", str(out)])
+    assert result.exit_code == 0 and json.loads(result.output)["n_passages"] == len(DOCS)
+    result = runner.invoke(app, ["delete", str(out), "--ids", "doc1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["search", str(out), "   "])
+    assert result.exit_code == 2 and "empty" in result.output
+    result = runner.invoke(app, ["search", str(tmp_path / "nowhere"), "q"])
+    assert result.exit_code == 2 and "no artifact" in result.output
+
+
+def test_mix_config_validation():
+    with pytest.raises(ValueError):
+        MixConfig(supervised_repeats=-1)
+    with pytest.raises(ValueError):
+        TrainingConfig(epochs=0)
+
+
+def test_default_learning_rates_are_the_measured_ones():
+    # RESULTS.md, training variants: full fine-tuning at 1e-4 beat 2e-5 (Hits@1 0.32 against 0.20).
+    assert TrainingConfig().lr == 3e-4
+    assert TrainingConfig(full_finetune=True).lr == 1e-4
+    assert TrainingConfig(full_finetune=True, learning_rate=5e-5).lr == 5e-5
+    assert TrainingConfig(full_finetune=True).to_dict()["learning_rate"] == 1e-4
+
+
+def test_quickstart_runs_end_to_end_on_the_tiny_model(tmp_path):
+    from rich.console import Console
+
+    from selfretrieval_integrations.evaluation import run_quickstart
+
+    shown = run_quickstart(
+        tmp_path / "qs", base_model="tiny", epochs=0.1, questions=2, console=Console(quiet=True)
+    )
+    assert len(shown["questions"]) == 2
+    for row in shown["questions"]:
+        assert len(row["retrieved"]) == 3 and row["relevant_bm25_rank"] >= 1
+    assert SelfRetrievalModel.from_pretrained(tmp_path / "qs").retrieve("oxygen", k=1)
+
+
+def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_model):
+    from selfretrieval_trainer.train import PackingCollator
+
+    from selfretrieval_integrations.retrieval import Renderer
+
+    model, tokenizer = tiny_model
+    renderer = Renderer(tokenizer)
+    examples = [
+        renderer.example(q, renderer.encode_target("Title", text))
+        for q, text in [("who?", "A short passage."), ("what is it", "Another, longer passage.")]
+    ]
+    features = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    packed = PackingCollator(0, pack=True)
+    padded = PackingCollator(0, pack=False)
+    with torch.no_grad():
+        loss_packed = model(**packed(features)).loss
+        loss_padded = model(**padded(features)).loss
+    assert packed.padding_fraction == 0.0 and padded.padding_fraction > 0
+    assert torch.allclose(loss_packed, loss_padded, atol=1e-5)
+
+
+def test_incomplete_checkpoint_is_skipped(tmp_path):
+    from selfretrieval_trainer.train import _last_checkpoint
+
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"trunc')
+    (tmp_path / "checkpoint-6").mkdir()  # killed before trainer_state.json was written
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert _last_checkpoint(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_target_logits_loss_equals_the_model_loss_and_gradients(tiny_model, pack):
+    from selfretrieval_trainer.train import PackingCollator, target_logits_loss
+
+    from selfretrieval_integrations.retrieval import Renderer
+
+    model, tokenizer = tiny_model
+    renderer = Renderer(tokenizer)
+    examples = [
+        renderer.example(q, renderer.encode_target("Title", text))
+        for q, text in [("who?", "A short passage."), ("what is it", "Another, longer passage.")]
+    ]
+    batch = PackingCollator(0, pack=pack)(
+        [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    )
+    gradients = []
+    for compute in (lambda: model(**batch).loss, lambda: target_logits_loss(model, batch)):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        gradients.append((loss.detach(), model.lm_head.weight.grad.clone()))
+    (full_loss, full_grad), (target_loss, target_grad) = gradients
+    model.zero_grad()
+    assert torch.allclose(full_loss, target_loss, atol=1e-5)
+    assert torch.allclose(full_grad, target_grad, atol=1e-6)
+    # Normalised by a given count (the accumulated batch's), as Trainer passes it.
+    targets = int((batch["labels"][:, 1:] != -100).sum())
+    with torch.no_grad():
+        halved = target_logits_loss(model, batch, num_items_in_batch=torch.tensor(2 * targets))
+    assert torch.allclose(halved, full_loss / 2, atol=1e-5)
+
+
+def test_target_logits_training_matches_full_logits_training(tmp_path):
+    weights, losses = [], []
+    for name, only in (("target", True), ("full", False)):
+        config = TrainingConfig(
+            epochs=1,
+            batch_size=4,
+            gradient_accumulation_steps=2,
+            save_steps=1000,
+            target_logits_only=only,
+        )
+        model = train("tiny", DOCS, tmp_path / name, config=config, show_progress=False)
+        assert model.manifest["training"]["target_logits_only"] is only
+        weights.append(model.model.state_dict())
+        losses.append(model.manifest["training"]["train_loss"])
+    # The reported loss catches a scaling error that Adam's updates would hide.
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for key, value in weights[0].items():
+        assert torch.allclose(value, weights[1][key], atol=1e-4), key
