@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from selfretrieval_integrations.corpus import quickstart_dir
@@ -25,9 +26,10 @@ err_console = Console(stderr=True)
 BUNDLED_CORPUS = quickstart_dir()
 
 
-def _fail(error: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {error}")
-    raise typer.Exit(code=2)
+def _fail(error: Exception) -> NoReturn:
+    # escape: messages hold text like "[train]" that rich would read as markup
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}")
+    raise typer.Exit(code=2) from error
 
 
 @app.command()
@@ -164,8 +166,7 @@ def _require_trainer() -> Trainer:
     try:
         return load_trainer()
     except ImportError as error:
-        err_console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(code=2) from error
+        _fail(error)
 
 
 def _read_qrels(path: Path, split: str) -> dict[str, dict[str, int]]:

@@ -13,9 +13,10 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from .extras import missing_extra
+
 #: What the trainer needs beyond the base install (the ``train`` extra).
 TRAIN_EXTRA_PACKAGES = ("peft", "accelerate")
-INSTALL_HINT = "pip install 'selfretrieval-integrations[train]'"
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,7 @@ def load_trainer() -> Trainer:
     """The trainer, or an ``ImportError`` that says which packages are missing and how to fix it."""
     missing = [name for name in TRAIN_EXTRA_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise ImportError(
-            f"training needs the train extra ({', '.join(missing)} not installed): {INSTALL_HINT}"
-        )
+        raise missing_extra(" and ".join(missing), "train", "training")
     from selfretrieval_trainer.data import MixConfig
     from selfretrieval_trainer.train import TrainingConfig, train
     from selfretrieval_trainer.updates import add_documents

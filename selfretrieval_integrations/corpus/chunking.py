@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from selfretrieval_integrations.errors import CorpusError
+from selfretrieval_integrations.validation import checked_int
 
 from .documents import Document, Passage
 from .words import cut_points, word_spans
@@ -35,7 +36,7 @@ _SENTENCE_END_RE = re.compile("[.!?\u2026][\"'\u2019\u201d)\\]]*$")
 _CJK_SENTENCE_END_RE = re.compile("[\u3002\uff01\uff1f][\"'\u2019\u201d\u300d\u300f)\\]]*$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChunkingConfig:
     """How documents are cut into passages (see the module docstring for the exact rules).
 
@@ -59,29 +60,23 @@ class ChunkingConfig:
                 f'ChunkingConfig.unit must be "words" or "tokens", got {self.unit!r}; use "tokens" '
                 f"to count the model's tokens (needs a tokenizer)."
             )
-        _check_positive_int(self.max_words, "max_words")
+        checked_int(self.max_words, "ChunkingConfig.max_words", error=CorpusError)
         if self.unit == "tokens":
             if self.max_tokens is None:
                 raise CorpusError(
                     'ChunkingConfig(unit="tokens") needs max_tokens, got None; give e.g. '
                     'ChunkingConfig(unit="tokens", max_tokens=256).'
                 )
-            _check_positive_int(self.max_tokens, "max_tokens")
+            checked_int(self.max_tokens, "ChunkingConfig.max_tokens", error=CorpusError)
         elif self.max_tokens is not None:
             raise CorpusError(
                 f'ChunkingConfig.max_tokens is only used with unit="tokens", got '
                 f'max_tokens={self.max_tokens!r} with unit="words"; set unit="tokens" or drop '
                 f"max_tokens."
             )
-        if (
-            isinstance(self.overlap_words, bool)
-            or not isinstance(self.overlap_words, int)
-            or self.overlap_words < 0
-        ):
-            raise CorpusError(
-                f"ChunkingConfig.overlap_words must be an int >= 0, got {self.overlap_words!r}; "
-                f"use 0 for no overlap."
-            )
+        checked_int(
+            self.overlap_words, "ChunkingConfig.overlap_words", minimum=0, error=CorpusError
+        )
         if self.overlap_words >= self.limit:
             raise CorpusError(
                 f"ChunkingConfig.overlap_words ({self.overlap_words}) must be smaller than the "
@@ -94,13 +89,6 @@ class ChunkingConfig:
         if self.unit == "tokens" and self.max_tokens is not None:
             return self.max_tokens
         return self.max_words
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CorpusError(
-            f"ChunkingConfig.{name} must be an int >= 1, got {value!r}; give a positive limit."
-        )
 
 
 def _token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:

@@ -20,6 +20,7 @@ from selfretrieval_integrations.errors import CorpusError
 
 from .chunking import ChunkingConfig, Tokenizer, chunk_document
 from .documents import Document, Passage, _clean_id, _duplicates, _listed
+from .jsonl import read_json_lines
 
 #: Version tag hashed first by ``Corpus.checksum``; change it only if the hashed format changes.
 _CHECKSUM_TAG = b"selfretrieval-corpus/1\n"
@@ -118,22 +119,12 @@ class Corpus:
                 f"Corpus.to_jsonl (use loaders.load_corpus for documents)."
             )
         passages: list[Passage] = []
-        with file.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CorpusError(
-                        f"{file}, line {line_number}: not valid JSON ({exc.msg} at column "
-                        f'{exc.colno}); each line must be one object like {{"id": ..., '
-                        f'"doc_id": ..., "title": ..., "text": ..., "metadata": {{}}}}.'
-                    ) from exc
-                try:
-                    passages.append(Passage.from_mapping(data))
-                except CorpusError as exc:
-                    raise CorpusError(f"{file}, line {line_number}: {exc}") from exc
+        what = 'like {"id": ..., "doc_id": ..., "title": ..., "text": ..., "metadata": {}}'
+        for line_number, data in read_json_lines(file, what):
+            try:
+                passages.append(Passage.from_mapping(data))
+            except CorpusError as exc:
+                raise CorpusError(f"{file}, line {line_number}: {exc}") from exc
         if not passages:
             raise CorpusError(
                 f"corpus is empty: {file} holds no passages; give at least one document with "

@@ -16,10 +16,8 @@ ids: map them to passages with ``Corpus.passages_of``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from selfretrieval_integrations.errors import CorpusError
 from .chunking import ChunkingConfig, Tokenizer
 from .collection import Corpus
 from .documents import Document
+from .jsonl import PROGRESS_MIN_ITEMS, count_lines, read_json_lines
 
 __all__ = [
     "load_beir_qrels",
@@ -40,7 +39,6 @@ __all__ = [
 ]
 
 #: Inputs with fewer lines (or files) than this load without a progress bar.
-PROGRESS_MIN_ITEMS = 10_000
 
 _TEXT_SUFFIXES = (".txt", ".md")
 _LAYOUTS = (
@@ -102,61 +100,14 @@ def load_corpus(
     return Corpus.from_documents(documents, chunking, tokenizer=tokenizer)
 
 
-def _count_lines(file: Path) -> int:
-    """Count lines in binary blocks: sizes the progress bar and decides whether to show one."""
-    count = 0
-    last = b"\n"
-    with file.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
-
-
-def _json_lines(file: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line, with clear errors for bad lines."""
-    total = _count_lines(file)
-    with (
-        file.open(encoding="utf-8-sig") as handle,
-        tqdm(
-            total=total,
-            desc=f"reading {file.name}",
-            unit=" lines",
-            disable=total < PROGRESS_MIN_ITEMS,
-        ) as progress,
-    ):
-        for line_number, line in enumerate(handle, start=1):
-            progress.update(1)
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(
-                    f"{file}, line {line_number}: not valid JSON ({exc.msg} at column "
-                    f"{exc.colno}); each line must be one JSON object, {what}."
-                ) from exc
-            if not isinstance(data, dict):
-                raise CorpusError(
-                    f"{file}, line {line_number}: expected a JSON object, got "
-                    f"{type(data).__name__}; each line must be {what}."
-                )
-            yield line_number, data
-
-
 def _read_document_jsonl(file: Path) -> list[Document]:
     documents: list[Document] = []
     what = 'like {"_id": ..., "title": ..., "text": ...}'
-    try:
-        for line_number, data in _json_lines(file, what):
-            try:
-                documents.append(Document.from_mapping(data, extra_to_metadata=True))
-            except CorpusError as exc:
-                raise CorpusError(f"{file}, line {line_number}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8."
-        ) from exc
+    for line_number, data in read_json_lines(file, what):
+        try:
+            documents.append(Document.from_mapping(data, extra_to_metadata=True))
+        except CorpusError as exc:
+            raise CorpusError(f"{file}, line {line_number}: {exc}") from exc
     return documents
 
 
@@ -234,7 +185,7 @@ def _queries_file(folder_or_file: str | os.PathLike[str]) -> Path:
 def _read_queries(file: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     queries: dict[str, tuple[str, dict[str, Any]]] = {}
     what = 'like {"_id": ..., "text": ...}'
-    for line_number, data in _json_lines(file, what):
+    for line_number, data in read_json_lines(file, what):
         where = f"{file}, line {line_number}"
         raw_id = data.get("_id", data.get("id"))
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or not str(raw_id):
@@ -300,7 +251,7 @@ def load_beir_qrels(folder: str | os.PathLike[str], split: str) -> dict[str, dic
         )
         raise CorpusError(f"no qrels for split {split!r} at {file}; {hint}.")
     qrels: dict[str, dict[str, int]] = {}
-    total = _count_lines(file)
+    total = count_lines(file)
     with (
         file.open(encoding="utf-8-sig") as handle,
         tqdm(
