@@ -1,19 +1,22 @@
 """Base causal language models: resolving a name to weights and a tokenizer (offline SmolLM2,
-tiny test models, hub ids, local paths), devices and dtypes, and the tokenizer fingerprint."""
+tiny test models, hub ids, local paths), devices and dtypes, and the tokenizer fingerprint.
 
-from .compat import cache_kwarg, logits_to_keep_kwarg
+Modules: ``loading`` (the entry point, :func:`load_base_model`), ``devices``, ``smollm2`` (the
+offline GGUF model and its cache), ``tiny`` (random test models), ``fingerprint``, ``compat``
+(differences between transformers versions).
+"""
+
+from .compat import cache_kwarg, dtype_kwarg, logits_to_keep_kwarg
+from .devices import resolve_device_and_dtype
+from .fingerprint import tokenizer_fingerprint
 from .loading import (
     BASE_MODEL_ALIASES,
     BASE_MODEL_DESCRIPTIONS,
-    SMOLLM2_INSTALL_COMMAND,
     canonical_base_model_name,
-    default_cache_dir,
-    find_smollm2_gguf,
     load_base_model,
     load_base_tokenizer,
-    resolve_device_and_dtype,
-    tokenizer_fingerprint,
 )
+from .smollm2 import SMOLLM2_INSTALL_COMMAND, default_cache_dir, find_smollm2_gguf
 
 __all__ = [
     "BASE_MODEL_ALIASES",
@@ -22,6 +25,7 @@ __all__ = [
     "cache_kwarg",
     "canonical_base_model_name",
     "default_cache_dir",
+    "dtype_kwarg",
     "find_smollm2_gguf",
     "load_base_model",
     "load_base_tokenizer",

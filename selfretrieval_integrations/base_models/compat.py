@@ -38,3 +38,12 @@ def cache_kwarg(model: Any) -> str:
     if parameters is None:
         return "past_key_values"
     return "cache" if "cache" in parameters else "past_key_values"
+
+
+def dtype_kwarg() -> str:
+    """Name of the dtype argument of ``from_pretrained``: ``dtype`` since transformers 4.56,
+    ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"

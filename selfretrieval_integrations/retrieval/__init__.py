@@ -2,7 +2,7 @@
 decoder, self-assessment, score fusion, reranking, and ``SelfRetrievalModel`` over them all."""
 
 from .assessment import AssessmentConfig, SelfAssessor
-from .constraints import TrieLogitsProcessor
+from .constraints import TrieConstraint
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats
 from .fusion import Fusion, fuse_scores
 from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel, as_corpus, build_trie
@@ -26,7 +26,7 @@ __all__ = [
     "RetrievalResult",
     "SelfAssessor",
     "SelfRetrievalModel",
-    "TrieLogitsProcessor",
+    "TrieConstraint",
     "as_corpus",
     "build_trie",
     "fuse_scores",

@@ -19,6 +19,7 @@ import torch
 
 from selfretrieval_integrations.base_models import cache_kwarg, logits_to_keep_kwarg
 from selfretrieval_integrations.corpus import cut_words
+from selfretrieval_integrations.validation import checked_int
 
 from .rendering import Renderer
 
@@ -33,12 +34,8 @@ class AssessmentConfig:
     """Longer passages are cut to this many words before scoring (the start carries the topic)."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"AssessmentConfig.batch_size must be >= 1, got {self.batch_size}")
-        if self.max_passage_words < 1:
-            raise ValueError(
-                f"AssessmentConfig.max_passage_words must be >= 1, got {self.max_passage_words}"
-            )
+        checked_int(self.batch_size, "AssessmentConfig.batch_size")
+        checked_int(self.max_passage_words, "AssessmentConfig.max_passage_words")
 
 
 class SelfAssessor:
@@ -55,7 +52,6 @@ class SelfAssessor:
             if renderer.tokenizer.pad_token_id is not None
             else renderer.eos_id
         )
-        self.forward_passes = 0
         self._cache_kwarg = cache_kwarg(model)
         self._logits_kwarg = logits_to_keep_kwarg(model)
 
@@ -86,7 +82,6 @@ class SelfAssessor:
                 use_cache=True,
                 **self._keep_kwargs(1),
             )
-            self.forward_passes += 1
             for start in range(0, len(passages), self.config.batch_size):
                 batch = passages[start : start + self.config.batch_size]
                 contexts = [
@@ -123,7 +118,6 @@ class SelfAssessor:
                     use_cache=True,
                     **self._keep_kwargs(len(refusal)),
                 ).logits[:, -len(refusal) :]
-                self.forward_passes += 1
                 logp = torch.log_softmax(logits.float(), dim=-1)
                 target = torch.as_tensor(refusal, device=device)
                 nll = -logp.gather(-1, target[None, :, None].expand(len(batch), -1, 1))[..., 0]

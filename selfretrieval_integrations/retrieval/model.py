@@ -20,6 +20,7 @@ from selfretrieval_integrations.base_models import (
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
 from selfretrieval_integrations.errors import ArtifactError, QueryError
 from selfretrieval_integrations.index import Filter, PassageStore, PassageTrie, filter_mask
+from selfretrieval_integrations.validation import checked_int
 
 from .assessment import AssessmentConfig, SelfAssessor
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
@@ -83,12 +84,6 @@ class RetrievalResult:
         return data
 
 
-def _checked_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise QueryError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
 class SelfRetrievalModel:
     """A causal LM, its tokenizer, the corpus trie and the passage store, used together.
 
@@ -131,10 +126,16 @@ class SelfRetrievalModel:
         )
         self.assessor = SelfAssessor(model, self.renderer, self.config.assessment)
         self.last_stats = DecodingStats()
-        # The decoder keeps per-call state (key/value cache, beams) on itself, and one model's
-        # forward passes must not interleave across threads: callers sharing this object (async
-        # framework adapters, web servers) are serialised here instead of copying the weights.
+        """What the last finished ``retrieve``/``retrieve_batch`` call cost (assigned whole, once
+        per call, so it is never seen half updated)."""
         self.lock = threading.RLock()
+        """One call at a time on these weights: ``retrieve``, ``assess`` and ``answer`` hold it.
+
+        Not for the decoder's or assessor's sake (they keep no per-call state), but because calls
+        running together on one device gain no speed while each holds its own key/value cache,
+        and because Hugging Face fast tokenizers rewrite their settings on every call. Hold it
+        too when you run ``model`` or ``tokenizer`` yourself beside retrieval (a RAG generator).
+        """
 
     # -- construction -------------------------------------------------------------------------
 
@@ -312,7 +313,7 @@ class SelfRetrievalModel:
         batch_size: int = 8,
     ) -> list[list[RetrievalResult]]:
         """``retrieve`` for several queries, decoded together ``batch_size`` at a time."""
-        k = _checked_k(k)
+        k = checked_int(k, "k", error=QueryError)
         if isinstance(queries, str):
             raise QueryError("retrieve_batch takes a list of queries; use retrieve() for one")
         queries = [self.template.normalize_query(q) for q in queries]
@@ -418,9 +419,10 @@ class SelfRetrievalModel:
         if not pairs:
             raise QueryError("answer() needs at least one passage")
         title, text = pairs[0]
-        ids = self.renderer.encode_prompt(query) + self.renderer.assessment_context_ids(title, text)
         device = next(self.model.parameters()).device
         with self.lock, torch.inference_mode():
+            ids = self.renderer.encode_prompt(query)
+            ids += self.renderer.assessment_context_ids(title, text)
             out = self.model.generate(
                 input_ids=torch.as_tensor([ids], device=device),
                 attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),

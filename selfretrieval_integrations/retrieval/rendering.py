@@ -2,8 +2,8 @@
 
 The trie keys and the training targets both come from :meth:`Renderer.encode_target`, so the ids
 a model is trained to emit after the prompt are, by construction, the ids the trie allows at
-retrieval time. ``tests/test_rendering.py`` proves that this also equals tokenizing the whole
-example text in one piece, for several tokenizer families.
+retrieval time. ``tests/retrieval/test_rendering.py`` proves that this also equals tokenizing the
+whole example text in one piece, for several tokenizer families.
 
 Layout of one example (the paper's template, with the title made optional)::
 
@@ -17,7 +17,6 @@ segment*, whose length in tokens the trie records so that decoding knows where t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -181,9 +180,6 @@ class Renderer:
                 )
             title_length = len(title_ids)
         return EncodedTarget(ids=(*ids, self.eos_id), title_length=title_length)
-
-    def encode_targets(self, titles: Sequence[str], texts: Sequence[str]) -> list[EncodedTarget]:
-        return [self.encode_target(t, x) for t, x in zip(titles, texts, strict=True)]
 
     def answer_ids(self, answer: str) -> list[int]:
         """Ids of `` {answer}<eos>`` as tokenized after the answer marker."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -18,8 +20,9 @@ from selfretrieval_integrations import (
     RetrievalConfig,
     SelfRetrievalModel,
 )
-from selfretrieval_integrations.retrieval import Fusion
+from selfretrieval_integrations.retrieval import Fusion, TrieConstraint
 
+from .helpers import masked_scores, run_together
 from .test_rendering import TRICKY_TEXTS
 
 GEN_ONLY = RetrievalConfig(fusion=Fusion.GENERATION)
@@ -311,19 +314,60 @@ def test_tokenizer_mismatch(saved, tmp_path, tiny_sp_tokenizer):
         SelfRetrievalModel.from_pretrained(target, verify=False)
 
 
-def test_logits_processor_masks_everything_outside_the_trie(model):
-    from selfretrieval_integrations.retrieval import TrieLogitsProcessor
-
+def test_trie_mask_forbids_everything_outside_the_trie(model):
     trie = model.trie
-    processor = TrieLogitsProcessor(trie, model.renderer.eos_id)
+    constraint = TrieConstraint(trie, model.renderer.eos_id)
     root_tokens, _ = trie.children(trie.root)
-    processor.set_nodes(np.array([trie.root, trie.root]))
-    scores = processor(None, torch.zeros((2, len(model.tokenizer))))
+    scores = masked_scores(
+        constraint, [trie.root, trie.root], torch.zeros((2, len(model.tokenizer)))
+    )
     for row in scores:
         allowed = torch.isfinite(row).nonzero().flatten().tolist()
         assert allowed == sorted(int(t) for t in root_tokens)
     only_p0 = trie.allowed_leaf_counts(np.arange(len(model.store)) == 0)
-    processor.set_nodes(np.array([trie.root]), [only_p0])
-    row = processor(None, torch.zeros((1, len(model.tokenizer))))[0]
+    row = masked_scores(constraint, [trie.root], torch.zeros((1, len(model.tokenizer))), only_p0)[0]
     first = model.renderer.encode_target(model.store[0].title, model.store[0].text).ids[0]
     assert torch.isfinite(row).nonzero().flatten().tolist() == [first]
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_model(tiny_model, corpus):
+    """A model with its own copy of the weights (the tests hook its forward pass)."""
+    lm, tokenizer = tiny_model
+    return SelfRetrievalModel.from_base((copy.deepcopy(lm), tokenizer), corpus)
+
+
+def _hypotheses(decoded):
+    """``decode``'s result as plain values that compare exactly."""
+    hyps, stats = decoded
+    rows = [[(h.node, h.passages.tolist(), h.title_logprob, h.logprob) for h in q] for q in hyps]
+    return rows, stats
+
+
+def test_threads_decode_and_assess_at_once_with_one_decoder_and_assessor(own_model, corpus):
+    """Four calls in flight together on one decoder, assessor and set of weights (no lock):
+    each returns exactly what it returns alone."""
+    decoder, assessor = own_model.decoder, own_model.assessor
+    even = np.arange(len(corpus)) % 2 == 0
+    prompts = [own_model.renderer.encode_prompt(q) for q in ("where is rome?", "中文 🚀", "x")]
+    pairs = [(p.title, p.text) for p in corpus[:7]]
+    calls = [
+        lambda: _hypotheses(decoder.decode(prompts[:2], 3, [None, even])),
+        lambda: _hypotheses(decoder.decode(prompts, 7)),
+        lambda: assessor.relevance("where is the tower?", pairs).tolist(),
+        lambda: assessor.relevance("boiling water", pairs[2:]).tolist(),
+    ]
+    alone = [call() for call in calls]
+    assert run_together(own_model.model, calls) == alone
+
+
+def test_threads_sharing_one_model_get_the_sequential_results(own_model):
+    queries = ["where is rome?", "boiling water", "rainforest", "中文 🚀"]
+    sequential = [own_model.retrieve(q, k=4) for q in queries]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        concurrent = list(pool.map(lambda q: own_model.retrieve(q, k=4), queries))
+    assert concurrent == sequential
+    assert own_model.last_stats.queries == 1
