@@ -39,13 +39,17 @@ PUBLISHED_BENCHMARK_SUFFIXES = {".py", ".sh", ".json", ".jsonl", ".png"}
 
 
 def public_modules() -> list[str]:
-    """Dotted names of the modules that need an API page (files not starting with ``_``)."""
+    """Dotted names of the modules that need an API page: every module and subpackage whose
+    name does not start with ``_`` (a subpackage's page shows its docstring: what it holds)."""
     names = []
     for package, folder in PACKAGES.items():
         names.append(package)
-        for path in sorted(folder.glob("*.py")):
-            if not path.name.startswith("_"):
-                names.append(f"{package}.{path.stem}")
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if parts and not any(part.startswith("_") for part in parts):
+                names.append(".".join((package, *parts)))
     return names
 
 

@@ -4,14 +4,15 @@ decoder, self-assessment, score fusion, reranking, and ``SelfRetrievalModel`` ov
 from .assessment import AssessmentConfig, SelfAssessor
 from .constraints import TrieConstraint
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats
-from .fusion import Fusion, fuse_scores
+from .fusion import Candidates, Fusion, fuse_scores, rank_candidates
 from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel, as_corpus, build_trie
 from .rendering import IGNORE_INDEX, EncodedExample, EncodedTarget, PromptTemplate, Renderer
-from .reranking import RerankConfig, RerankMethod, rerank
+from .reranking import RerankConfig, RerankMethod, rerank, rerank_by_relevance
 
 __all__ = [
     "IGNORE_INDEX",
     "AssessmentConfig",
+    "Candidates",
     "ConstrainedDecoder",
     "DecodingConfig",
     "DecodingStats",
@@ -30,5 +31,7 @@ __all__ = [
     "as_corpus",
     "build_trie",
     "fuse_scores",
+    "rank_candidates",
     "rerank",
+    "rerank_by_relevance",
 ]

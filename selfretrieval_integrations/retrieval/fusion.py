@@ -1,8 +1,13 @@
-"""Combining generation scores with self-assessment into one ranking score."""
+"""Combining generation scores with self-assessment into one ranking score, and the order it gives.
+
+``rank_candidates`` is the one place where candidates are scored and sorted: the model ranks its
+decoded passages with it, and the evaluation harness ranks the same candidates once per fusion.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -17,6 +22,22 @@ class Fusion(str, Enum):
     """Generation log-probability plus log(relevance): one probabilistic score."""
     GENERATION = "generation"
     """Generation log-probability only (no self-assessment; fastest)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """One query's candidate passages and the scores that fusion combines, one entry each."""
+
+    passages: Sequence[int]
+    """Store indices of the passages (ties in the final score go to the lower index)."""
+    titles: Sequence[str]
+    """Their titles, which group candidates in the ``paper`` fusion."""
+    title_logprobs: np.ndarray
+    """Generation log-probability of each candidate's title."""
+    logprobs: np.ndarray
+    """Generation log-probability of each candidate (title and passage)."""
+    relevance: np.ndarray | None = None
+    """Self-assessed relevance of each candidate; None when not assessed."""
 
 
 def _softmax(values: np.ndarray) -> np.ndarray:
@@ -54,3 +75,26 @@ def fuse_scores(
         members = np.asarray(groups[key])
         scores[members] = p_title * _softmax(relevance[members] / temperature)
     return scores
+
+
+def rank_candidates(
+    candidates: Candidates, fusion: Fusion | str, temperature: float, *, stable: bool = False
+) -> tuple[list[int], np.ndarray]:
+    """``(order, scores)``: candidate positions best first, and the fused score of each candidate.
+
+    Ties go to the lower passage index, so the order never depends on the decoder's. ``stable``
+    keeps the given order on ties instead (the evaluation's candidates come in generation order,
+    which then breaks the ties).
+    """
+    scores = fuse_scores(
+        fusion,
+        title_keys=candidates.titles,
+        title_logprobs=candidates.title_logprobs,
+        logprobs=candidates.logprobs,
+        relevance=candidates.relevance,
+        temperature=temperature,
+    )
+    positions = range(len(scores))
+    if stable:
+        return sorted(positions, key=lambda i: -scores[i]), scores
+    return sorted(positions, key=lambda i: (-scores[i], candidates.passages[i])), scores

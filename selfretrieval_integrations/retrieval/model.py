@@ -13,6 +13,7 @@ import torch
 
 from selfretrieval_integrations import artifact
 from selfretrieval_integrations.base_models import (
+    dtype_kwarg,
     load_base_model,
     resolve_device_and_dtype,
     tokenizer_fingerprint,
@@ -24,7 +25,7 @@ from selfretrieval_integrations.validation import checked_int
 
 from .assessment import AssessmentConfig, SelfAssessor
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
-from .fusion import Fusion, fuse_scores
+from .fusion import Candidates, Fusion, rank_candidates
 from .rendering import PromptTemplate, Renderer
 
 
@@ -227,7 +228,9 @@ class SelfRetrievalModel:
         weights = manifest.get("weights", "full")
         if weights == "full":
             model = AutoModelForCausalLM.from_pretrained(
-                folder / artifact.MODEL_DIR, dtype=torch_dtype, trust_remote_code=trust_remote_code
+                folder / artifact.MODEL_DIR,
+                trust_remote_code=trust_remote_code,
+                **{dtype_kwarg(): torch_dtype},
             )
         elif weights == "lora":
             from peft import PeftModel
@@ -314,6 +317,7 @@ class SelfRetrievalModel:
     ) -> list[list[RetrievalResult]]:
         """``retrieve`` for several queries, decoded together ``batch_size`` at a time."""
         k = checked_int(k, "k", error=QueryError)
+        batch_size = checked_int(batch_size, "batch_size", error=QueryError)
         if isinstance(queries, str):
             raise QueryError("retrieve_batch takes a list of queries; use retrieve() for one")
         queries = [self.template.normalize_query(q) for q in queries]
@@ -347,15 +351,14 @@ class SelfRetrievalModel:
         relevance = None
         if self.config.fusion is not Fusion.GENERATION:
             relevance = self.assessor.relevance(query, [(p.title, p.text) for p in passages])
-        scores = fuse_scores(
-            self.config.fusion,
-            title_keys=[p.title for p in passages],
+        candidates = Candidates(
+            passages=[p for _, p in entries],
+            titles=[p.title for p in passages],
             title_logprobs=np.array([h.title_logprob for h, _ in entries]),
             logprobs=np.array([h.logprob for h, _ in entries]),
             relevance=relevance,
-            temperature=self.config.temperature,
         )
-        order = sorted(range(len(entries)), key=lambda i: (-scores[i], entries[i][1]))[:k]
+        order, scores = rank_candidates(candidates, self.config.fusion, self.config.temperature)
         return [
             RetrievalResult(
                 passage_id=passages[i].id,
@@ -369,7 +372,7 @@ class SelfRetrievalModel:
                 title_logprob=float(entries[i][0].title_logprob),
                 relevance=None if relevance is None else float(relevance[i]),
             )
-            for rank, i in enumerate(order, start=1)
+            for rank, i in enumerate(order[:k], start=1)
         ]
 
     # -- assessment and answers -------------------------------------------------------------------

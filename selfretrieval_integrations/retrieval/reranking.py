@@ -1,9 +1,10 @@
 """Reranking other retrievers' candidates with the model's self-assessment.
 
-One function serves the LangChain and LlamaIndex rerankers and the evaluation harness, so every
-entry point ranks the same way. The first-stage order can be kept as a prior: a small model's
-relevance judgement is noisy, and fusing it with the retriever's own ranking (reciprocal-rank
-fusion) is what ``benchmarks/RESULTS.md`` measured to decide the default.
+``rerank`` serves the LangChain and LlamaIndex rerankers; the evaluation harness, which assesses
+a pool once and orders it by every method, uses its ordering step ``rerank_by_relevance``, so
+every entry point ranks the same way. The first-stage order can be kept as a prior: a small
+model's relevance judgement is noisy, and fusing it with the retriever's own ranking
+(reciprocal-rank fusion) is what ``benchmarks/RESULTS.md`` measured to decide the default.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from selfretrieval_integrations.corpus import Passage
 from selfretrieval_integrations.errors import QueryError
+from selfretrieval_integrations.validation import checked_int
 
 if TYPE_CHECKING:
     from .model import SelfRetrievalModel
@@ -82,20 +84,26 @@ def rerank(
     Passages may be anything ``SelfRetrievalModel.assess`` accepts: indexed ``Passage`` objects,
     plain strings, or ``(title, text)`` pairs, so results from BM25 or a vector store work too.
     """
-    config = config or RerankConfig()
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-        raise QueryError(f"top_n must be a positive integer or None, got {top_n!r}")
+    if top_n is not None:
+        top_n = checked_int(top_n, "top_n", error=QueryError)
     if not passages:
         return []
-    relevance = np.asarray(model.assess(query, passages), dtype=np.float64)
+    relevance = model.assess(query, passages)
+    return rerank_by_relevance(relevance, config)[:top_n]
+
+
+def rerank_by_relevance(
+    relevance: np.ndarray, config: RerankConfig | None = None
+) -> list[Reranked]:
+    """The order ``rerank`` gives passages (best first by the first stage) of known relevance."""
+    config = config or RerankConfig()
+    relevance = np.asarray(relevance, dtype=np.float64)
     if config.method is RerankMethod.ASSESSMENT:
         scores = relevance
     else:
-        first_stage = np.arange(1, len(passages) + 1, dtype=np.float64)
+        first_stage = np.arange(1, len(relevance) + 1, dtype=np.float64)
         scores = 1.0 / (config.rrf_k + first_stage) + config.assessment_weight / (
             config.rrf_k + _ranks(relevance)
         )
     order = np.argsort(-scores, kind="stable")
-    if top_n is not None:
-        order = order[:top_n]
     return [Reranked(int(i), float(scores[i]), float(relevance[i])) for i in order]

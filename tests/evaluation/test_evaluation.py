@@ -17,14 +17,9 @@ from selfretrieval_integrations.corpus import (
     quickstart_dir,
 )
 from selfretrieval_integrations.errors import QueryError
-from selfretrieval_integrations.evaluation.harness import (
-    EvaluationConfig,
-    _metrics_and_tests,
-    _SystemRun,
-    evaluate,
-    select_questions,
-    write_report,
-)
+from selfretrieval_integrations.evaluation import EvaluationConfig, evaluate, write_report
+from selfretrieval_integrations.evaluation.harness import select_questions
+from selfretrieval_integrations.evaluation.metrics import metrics_and_tests
 from selfretrieval_integrations.index import BM25Index
 from selfretrieval_integrations.retrieval import Fusion
 
@@ -52,9 +47,7 @@ def test_metrics_match_a_hand_computation_and_keep_our_order():
         "d": [],  # nothing retrieved
     }
     other = {"a": ["d2", "d1"], "b": ["d2"], "c": ["d3"], "d": ["d9"]}
-    metrics, tests = _metrics_and_tests(
-        qrels, {"x": _SystemRun(ranked), "y": _SystemRun(other)}, "student"
-    )
+    metrics, tests = metrics_and_tests(qrels, {"x": ranked, "y": other}, "student")
     for name, run in (("x", ranked), ("y", other)):
         for metric, value in _by_hand(run, qrels).items():
             assert metrics[name][metric] == pytest.approx(value, abs=1e-4), (name, metric)
@@ -72,7 +65,13 @@ def test_question_sample_is_seeded_and_skips_unjudged():
 
 
 def test_config_is_validated():
-    for bad in ({"baseline": "dense"}, {"k": 0}, {"rerank_depth": 0}, {"stat_test": "x"}):
+    for bad in (
+        {"baseline": "dense"},
+        {"k": 0},
+        {"rerank_depth": 0},
+        {"max_questions": 0},
+        {"stat_test": "x"},
+    ):
         with pytest.raises(ValueError):
             EvaluationConfig(**bad)
 
@@ -84,7 +83,9 @@ def model(tiny_model):
 
 def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
     config = EvaluationConfig(baseline="bm25", max_questions=5, rerank_depth=4, keep_details=True)
+    retrieval_config = model.config
     report = evaluate(model, quickstart_dir(), config, show_progress=False)
+    assert model.config is retrieval_config  # other fusions never swap the model's config
     other_fusions = {f"self-retrieval/{f.value}" for f in Fusion if f is not model.config.fusion}
     assert set(report["systems"]) == {
         "self-retrieval",

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from selfretrieval_integrations.errors import QueryError
-from selfretrieval_integrations.retrieval import RerankConfig, RerankMethod, rerank
+from selfretrieval_integrations.retrieval import (
+    RerankConfig,
+    RerankMethod,
+    rerank,
+    rerank_by_relevance,
+)
 
 
 class FixedAssessor:
@@ -35,6 +40,14 @@ def test_rrf_fuses_first_stage_rank_with_assessment_rank():
     assert [r.index for r in out] == [1, 0, 2, 3]
     weight_zero = rerank(model, "q", ["a", "b", "c"], config=RerankConfig(assessment_weight=0))
     assert [r.index for r in weight_zero] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("method", list(RerankMethod))
+def test_known_relevance_is_ordered_as_rerank_orders_it(method):
+    relevance = {"a": 0.3, "b": 0.9, "c": 0.3, "d": 0.6}
+    config = RerankConfig(method=method)
+    by_model = rerank(FixedAssessor(relevance), "q", list(relevance), config=config)
+    assert rerank_by_relevance(np.array(list(relevance.values())), config) == by_model
 
 
 def test_top_n_and_empty_input():
