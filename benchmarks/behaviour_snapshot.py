@@ -31,7 +31,6 @@ def _digest_folder(folder: Path) -> dict[str, str]:
 
 def snapshot(model_name: str, n_queries: int) -> dict:
     from selfretrieval_integrations import SelfRetrievalModel, load_corpus
-
     from selfretrieval_integrations.corpus import load_beir_queries, quickstart_dir
 
     corpus = load_corpus(quickstart_dir())

@@ -20,8 +20,9 @@ from selfretrieval_integrations.errors import CorpusError
 from selfretrieval_integrations.index import PassageStore
 from selfretrieval_integrations.retrieval import Renderer, SelfRetrievalModel, build_trie
 
+from .config import TrainingConfig
 from .data import build_training_set, replay_sample
-from .train import TrainingConfig, _finish, fit
+from .train import fit, save_artifact
 
 __all__ = ["add_documents", "delete_documents"]
 
@@ -76,7 +77,7 @@ def add_documents(
         )
     )
     adapter_ok = old.manifest.get("weights") == "lora"
-    return _finish(
+    return save_artifact(
         run,
         old.tokenizer,
         trie,

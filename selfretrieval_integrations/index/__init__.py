@@ -1,18 +1,26 @@
 """What is built from a tokenized corpus and searched at query time: the prefix trie that
-constrains generation, the passage store, metadata filters, and a BM25 index."""
+constrains generation, the passage store, metadata filters, and a BM25 index.
+
+``concat_ranges`` is exported for the trie constraint in ``retrieval``, which gathers the trie's
+child slices the same way the trie does.
+"""
 
 from .bm25 import BM25Index
-from .filters import Filter, compile_filter, filter_mask
+from .filters import MISSING, Filter, compile_filter, filter_mask, passage_field
 from .store import PassageStore
-from .trie import END_TOKEN, MAX_TOKEN_ID, PassageTrie
+from .trie import PassageTrie
+from .trie_layout import END_TOKEN, MAX_TOKEN_ID, concat_ranges
 
 __all__ = [
     "END_TOKEN",
     "MAX_TOKEN_ID",
+    "MISSING",
     "BM25Index",
     "Filter",
     "PassageStore",
     "PassageTrie",
     "compile_filter",
+    "concat_ranges",
     "filter_mask",
+    "passage_field",
 ]

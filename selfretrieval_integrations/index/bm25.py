@@ -7,23 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from selfretrieval_integrations.corpus import Passage
-
-
-def _require_bm25s():  # type: ignore[no-untyped-def]
-    try:
-        import bm25s
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "BM25 needs the bm25s package: pip install 'selfretrieval-integrations[train]'"
-        ) from error
-    return bm25s
+from selfretrieval_integrations.extras import require
 
 
 class BM25Index:
     """A bm25s index over ``title + text`` of passages, ranked by passage index."""
 
     def __init__(self, passages: Sequence[Passage], *, stopwords: str | None = "en") -> None:
-        bm25s = _require_bm25s()
+        bm25s = require("bm25s", "train", "BM25")
         self._bm25s = bm25s
         self.stopwords = stopwords
         self.size = len(passages)

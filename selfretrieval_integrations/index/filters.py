@@ -26,27 +26,29 @@ from selfretrieval_integrations.errors import QueryError
 
 Filter = Mapping[str, Any] | Callable[[Passage], bool] | np.ndarray | None
 
-_MISSING = object()
+#: What ``passage_field`` returns for a metadata key the passage lacks (unlike ``None``, a value).
+MISSING = object()
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "$eq": lambda v, c: v == c,
     "$ne": lambda v, c: v != c,
     "$in": lambda v, c: v in c,
     "$nin": lambda v, c: v not in c,
-    "$gt": lambda v, c: v is not _MISSING and v > c,
-    "$gte": lambda v, c: v is not _MISSING and v >= c,
-    "$lt": lambda v, c: v is not _MISSING and v < c,
-    "$lte": lambda v, c: v is not _MISSING and v <= c,
+    "$gt": lambda v, c: v is not MISSING and v > c,
+    "$gte": lambda v, c: v is not MISSING and v >= c,
+    "$lt": lambda v, c: v is not MISSING and v < c,
+    "$lte": lambda v, c: v is not MISSING and v <= c,
 }
 
 
-def _field(passage: Passage, name: str) -> Any:
+def passage_field(passage: Passage, name: str, default: Any = MISSING) -> Any:
+    """The value a filter on ``name`` tests: the passage's own fields first, then its metadata."""
     if name == "passage_id":
         return passage.id
     if name == "doc_id":
         return passage.doc_id
     if name == "title":
         return passage.title
-    return passage.metadata.get(name, _MISSING)
+    return passage.metadata.get(name, default)
 
 
 def _condition(value: Any, condition: Any) -> bool:
@@ -92,7 +94,7 @@ def compile_filter(spec: Mapping[str, Any]) -> Callable[[Passage], bool]:
                         f"unknown filter operator {op!r} for {key!r}; allowed: "
                         f"{', '.join(sorted(_OPERATORS))}"
                     )
-        parts.append(lambda p, key=key, c=condition: _condition(_field(p, key), c))
+        parts.append(lambda p, key=key, c=condition: _condition(passage_field(p, key), c))
     return lambda p: all(part(p) for part in parts)
 
 

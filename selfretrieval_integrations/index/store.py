@@ -8,37 +8,16 @@ not have to be parsed to answer a query. Only JSON is read: nothing is ever unpi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from selfretrieval_integrations.corpus import Passage
-from selfretrieval_integrations.errors import ArtifactError
+from selfretrieval_integrations.errors import ArtifactError, CorpusError
 
 PASSAGES_FILE = "passages.jsonl"
 OFFSETS_FILE = "passages.offsets.npy"
-
-
-def passage_to_dict(passage: Passage) -> dict[str, Any]:
-    return {
-        "id": passage.id,
-        "doc_id": passage.doc_id,
-        "title": passage.title,
-        "text": passage.text,
-        "metadata": dict(passage.metadata),
-    }
-
-
-def passage_from_dict(data: dict[str, Any]) -> Passage:
-    return Passage(
-        id=data["id"],
-        doc_id=data["doc_id"],
-        title=data.get("title", ""),
-        text=data["text"],
-        metadata=data.get("metadata") or {},
-    )
 
 
 class PassageStore:
@@ -72,12 +51,14 @@ class PassageStore:
         return store
 
     def save(self, folder: str | Path) -> None:
+        """Write one ``Passage.to_dict`` object per line, as ``Corpus.to_jsonl`` does, and the
+        byte offset of every line (what makes reading one passage a single ``seek``)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         offsets = [0]
         with open(folder / PASSAGES_FILE, "wb") as handle:
             for passage in self:
-                line = json.dumps(passage_to_dict(passage), ensure_ascii=False) + "\n"
+                line = json.dumps(passage.to_dict(), ensure_ascii=False) + "\n"
                 data = line.encode("utf-8")
                 handle.write(data)
                 offsets.append(offsets[-1] + len(data))
@@ -105,8 +86,8 @@ class PassageStore:
             handle.seek(start)
             raw = handle.read(end - start)
         try:
-            passage = passage_from_dict(json.loads(raw))
-        except (json.JSONDecodeError, KeyError) as error:
+            passage = Passage.from_mapping(json.loads(raw))
+        except (json.JSONDecodeError, CorpusError) as error:
             raise ArtifactError(f"passage {index} in {self._path} is corrupted: {error}") from error
         if len(self._cache) < 65536:
             self._cache[index] = passage
@@ -119,7 +100,7 @@ class PassageStore:
         assert self._path is not None
         with open(self._path, encoding="utf-8") as handle:
             for line in handle:
-                yield passage_from_dict(json.loads(line))
+                yield Passage.from_mapping(json.loads(line))
 
     def index_of(self, passage_id: str) -> int:
         """Index of a passage id (builds the id table on first use)."""
@@ -129,13 +110,3 @@ class PassageStore:
             return self._ids[passage_id]
         except KeyError:
             raise KeyError(f"unknown passage id {passage_id!r}") from None
-
-    def mask(self, predicate: Any) -> np.ndarray:
-        """Boolean mask over passages for which ``predicate(passage)`` is true."""
-        return np.fromiter((bool(predicate(p)) for p in self), dtype=bool, count=len(self))
-
-    def ids_mask(self, passage_ids: Iterable[str]) -> np.ndarray:
-        mask = np.zeros(len(self), dtype=bool)
-        for passage_id in passage_ids:
-            mask[self.index_of(passage_id)] = True
-        return mask

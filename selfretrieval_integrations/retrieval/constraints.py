@@ -12,19 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from selfretrieval_integrations.index import concat_ranges
+
 if TYPE_CHECKING:
     from selfretrieval_integrations.index import PassageTrie
-
-
-def _concat_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of ``[starts[i], ends[i])`` for all i, and the i each index came from."""
-    lengths = (ends - starts).astype(np.int64)
-    total = int(lengths.sum())
-    owner = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
-    if total == 0:
-        return np.zeros(0, dtype=np.int64), owner
-    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.repeat(starts.astype(np.int64), lengths) + offsets, owner
 
 
 class TrieConstraint:
@@ -45,7 +36,9 @@ class TrieConstraint:
         """
         trie = self.trie
         nodes = np.asarray(nodes, dtype=np.int64)
-        idx, rows = _concat_ranges(*trie.child_ranges(nodes))
+        starts, ends = trie.child_ranges(nodes)
+        idx = concat_ranges(starts, ends - starts)
+        rows = np.repeat(np.arange(len(nodes), dtype=np.int64), ends - starts)  # idx's row
         tokens = trie.child_tokens(idx)
         children = np.asarray(trie.child_node[idx], dtype=np.int64)
         if leaf_counts is not None:

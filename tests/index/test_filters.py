@@ -24,6 +24,8 @@ from llama_index.core.vector_stores.utils import build_metadata_filter_fn
 from selfretrieval_integrations import Fusion, Passage, RetrievalConfig, SelfRetrievalModel
 from selfretrieval_integrations import langchain as lc
 from selfretrieval_integrations import llama_index as li
+from selfretrieval_integrations.index.filters import MISSING as NO_VALUE
+from selfretrieval_integrations.index.filters import passage_field
 
 WORDS = ["alpha", "beta", "river", "stone", "light", "cloud", "north"]
 COLORS = ["red", "green", "blue"]
@@ -214,3 +216,13 @@ def test_llama_index_filters_never_leak_and_keep_k(tiny_model, passages, filters
     reference = build_metadata_filter_fn(lambda node_id: metadata[node_id], filters)
     allowed = {p.id for p in passages if reference(p.id)}
     check([n.node.node_id for n in nodes], allowed, k)
+
+
+def test_a_field_is_the_passage_own_before_its_metadata():
+    passage = Passage(
+        id="p1", doc_id="d1", title="Own", text="x", metadata={"title": "meta", "lang": "en"}
+    )
+    fields = ["passage_id", "doc_id", "title", "lang"]
+    assert [passage_field(passage, name) for name in fields] == ["p1", "d1", "Own", "en"]
+    assert passage_field(passage, "absent") is NO_VALUE
+    assert passage_field(passage, "absent", None) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mmap as mmap_module
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from selfretrieval_integrations.errors import ArtifactError, CorpusError, QueryError
 from selfretrieval_integrations.index import END_TOKEN, MAX_TOKEN_ID, PassageTrie
+
+from .helpers import children, depth_of, label_of, leaf_node, lookup, path, title_end_nodes
 
 # ---------------------------------------------------------------------------- naive reference
 
@@ -82,14 +85,14 @@ def all_prefixes(keys: list[list[int]]):
 
 
 def walk(trie: PassageTrie, cut: tuple[int, ...]) -> int:
-    """Follow ``cut`` from the root with children() and label() only."""
+    """Follow ``cut`` from the root with children() and label_of() only."""
     node, pos = trie.root, 0
     while pos < len(cut):
-        tokens, nodes = trie.children(node)
+        tokens, nodes = children(trie, node)
         i = int(np.searchsorted(tokens, cut[pos]))
         assert i < len(tokens) and tokens[i] == cut[pos]
         node = int(nodes[i])
-        label = trie.label(node).tolist()
+        label = label_of(trie, node).tolist()
         assert label == list(cut[pos : pos + len(label)])
         pos += len(label)
     assert pos == len(cut)
@@ -97,7 +100,7 @@ def walk(trie: PassageTrie, cut: tuple[int, ...]) -> int:
 
 
 def dfs_leaves(trie: PassageTrie, node: int = 0) -> list[int]:
-    tokens, nodes = trie.children(node)
+    tokens, nodes = children(trie, node)
     if tokens.size == 0:
         return [node]
     return [leaf for child in nodes.tolist() for leaf in dfs_leaves(trie, child)]
@@ -106,7 +109,7 @@ def dfs_leaves(trie: PassageTrie, node: int = 0) -> list[int]:
 def dfs_internal(trie: PassageTrie, node: int = 0) -> list[int]:
     if trie.is_leaf(node):
         return []
-    kids = trie.children(node)[1].tolist()
+    kids = children(trie, node)[1].tolist()
     return [node, *(x for child in kids for x in dfs_internal(trie, child))]
 
 
@@ -116,18 +119,17 @@ def check_structure(trie: PassageTrie, ref: NaiveTrie) -> None:
     assert len(trie.child_start) == n_int + 1 and trie.child_start[0] == 0
     assert trie.child_start[-1] == n - 1 == len(trie.child_node) == len(trie.child_code)
     assert sorted(trie.child_node.tolist()) == list(range(1, n))
-    assert len(trie.label(trie.root)) == 0 and trie.depth_of(trie.root) == 0
+    assert len(label_of(trie, trie.root)) == 0 and depth_of(trie, trie.root) == 0
     assert trie.child_code.dtype == trie.label_code.dtype == trie.token_dtype
     # Numbering: internal nodes in DFS pre-order, then the leaves in DFS order.
     leaves = dfs_leaves(trie)
     assert leaves == list(range(n_int, n))
     assert dfs_internal(trie) == list(range(n_int))
-    assert trie.is_leaf_nodes(np.arange(n)).tolist() == [x >= n_int for x in range(n)]
     lo, hi = trie.leaf_bounds(np.arange(n))
     starts, ends = trie.child_ranges(np.arange(n))
     depths = trie.leaf_depths()
     for node in range(n):
-        tokens, kids = trie.children(node)
+        tokens, kids = children(trie, node)
         assert trie.is_leaf(node) == (node >= n_int) == (tokens.size == 0)
         one_lo, one_hi = trie.leaf_bounds([node])
         assert (one_lo.tolist(), one_hi.tolist()) == ([lo[node]], [hi[node]])
@@ -136,14 +138,14 @@ def check_structure(trie: PassageTrie, ref: NaiveTrie) -> None:
         assert tokens.tolist() == trie.child_tokens(np.arange(starts[node], ends[node])).tolist()
         assert np.all(np.diff(tokens) > 0), "children sorted by first token"
         for token, kid in zip(tokens.tolist(), kids.tolist(), strict=True):
-            label = trie.label(kid).tolist()
+            label = label_of(trie, kid).tolist()
             assert label[0] == token and trie.edge(kid, token) == label
             assert trie.edge(kid, 12345) == [12345, *label[1:]]
-            assert trie.depth_of(kid) == trie.depth_of(node) + len(label)
-            assert trie.path(kid).tolist() == trie.path(node).tolist() + label
+            assert depth_of(trie, kid) == depth_of(trie, node) + len(label)
+            assert path(trie, kid).tolist() == path(trie, node).tolist() + label
         if node < n_int:
             assert kids.size and (node == 0 or kids.min() > node), "pre-order numbering"
-            assert trie.depth_of(node) == int(trie.internal_depth[node])
+            assert depth_of(trie, node) == int(trie.internal_depth[node])
             kid_lo, kid_hi = trie.leaf_bounds(kids)
             assert lo[node] == kid_lo[0] and hi[node] == kid_hi[-1]
             assert np.all(kid_hi[:-1] == kid_lo[1:]), "contiguous"
@@ -151,11 +153,11 @@ def check_structure(trie: PassageTrie, ref: NaiveTrie) -> None:
                 assert len(kids) >= 2 or trie.is_title_end_node(node)
                 assert hi[node] - lo[node] >= 2
         else:
-            assert len(trie.label(node)) == 1, "a leaf is one token below its parent"
-            assert trie.leaf_node(node - n_int) == node
+            assert len(label_of(trie, node)) == 1, "a leaf is one token below its parent"
+            assert leaf_node(trie, node - n_int) == node
             assert (lo[node], hi[node]) == (node - n_int, node - n_int + 1)
-            assert trie.depth_of(node) == depths[node - n_int] == len(trie.path(node))
-    groups = [trie.passages_at(trie.leaf_node(r)) for r in range(trie.n_leaves)]
+            assert depth_of(trie, node) == depths[node - n_int] == len(path(trie, node))
+    groups = [trie.passages_at(leaf_node(trie, r)) for r in range(trie.n_leaves)]
     assert np.concatenate(groups).tolist() == trie.leaf_passages.tolist()
     passage_leaf = trie.passage_leaves()
     for rank, ids in enumerate(groups):
@@ -173,22 +175,22 @@ def check_against_reference(trie: PassageTrie, keys: list[list[int]], ref: Naive
     check_structure(trie, ref)
     for cut, ids in ref.passages.items():
         leaf = walk(trie, cut)
-        assert trie.children(leaf)[0].size == 0
+        assert children(trie, leaf)[0].size == 0
         assert trie.passages_at(leaf).tolist() == ids
-        assert trie.path(leaf).tolist() == list(cut)
-        assert trie.lookup(list(cut)) == (leaf, 1)
+        assert path(trie, leaf).tolist() == list(cut)
+        assert lookup(trie, list(cut)) == (leaf, 1)
     for prefix in all_prefixes(keys):
         assert trie.next_tokens(list(prefix)).tolist() == ref.next_tokens(prefix), prefix
         assert trie.passage_ids_for_prefix(prefix).tolist() == ref.identified(prefix), prefix
         in_trie = any(cut[: len(prefix)] == prefix for cut in ref.passages)
         if in_trie:
-            node, offset = trie.lookup(prefix)
-            path = trie.path(node).tolist()
-            consumed = len(path) - len(trie.label(node)) + offset
-            assert path[:consumed] == list(prefix) and consumed == len(prefix)
+            node, offset = lookup(trie, prefix)
+            tokens = path(trie, node).tolist()
+            consumed = len(tokens) - len(label_of(trie, node)) + offset
+            assert tokens[:consumed] == list(prefix) and consumed == len(prefix)
         else:
             with pytest.raises(KeyError):
-                trie.lookup(prefix)
+                lookup(trie, prefix)
 
 
 def check_titles(trie: PassageTrie, keys: list[list[int]], ref: NaiveTrie) -> None:
@@ -197,14 +199,14 @@ def check_titles(trie: PassageTrie, keys: list[list[int]], ref: NaiveTrie) -> No
         cut = ref.cut[key]
         if 0 < title <= len(cut):
             expected.add(key[:title])
-    marked = {tuple(trie.path(n).tolist()) for n in trie.title_end_nodes()}
+    marked = {tuple(path(trie, n).tolist()) for n in title_end_nodes(trie)}
     assert marked == expected
     assert trie.has_title_ends == bool(expected)
     flags = [trie.is_title_end_node(n) for n in range(trie.n_nodes)]
-    assert np.flatnonzero(flags).tolist() == trie.title_end_nodes().tolist()
+    assert np.flatnonzero(flags).tolist() == title_end_nodes(trie).tolist()
     for prefix in expected:  # the boundary is a real node end
-        node, offset = trie.lookup(prefix)
-        assert offset == len(trie.label(node)) and trie.is_title_end_node(node)
+        node, offset = lookup(trie, prefix)
+        assert offset == len(label_of(trie, node)) and trie.is_title_end_node(node)
 
 
 # ---------------------------------------------------------------------------- strategies
@@ -336,8 +338,8 @@ def test_prefix_key_gets_end_marker_and_identical_keys_share_a_leaf():
     assert trie.next_tokens([7]).tolist() == [] and trie.next_tokens([8]).tolist() == []
     assert trie.passages_at(trie.root).tolist() == [4, 5, 0, 2, 1, 3]
     with pytest.raises(KeyError):
-        trie.lookup([7, 9])  # past the cut
-    assert trie.lookup([]) == (0, 0)
+        lookup(trie, [7, 9])  # past the cut
+    assert lookup(trie, []) == (0, 0)
 
 
 def test_forced_title_boundary_on_a_single_child_run():
@@ -345,9 +347,9 @@ def test_forced_title_boundary_on_a_single_child_run():
     plain = PassageTrie.build(keys)
     assert plain.n_nodes == 4  # root, one run [3 4 5 6], two leaves
     trie = PassageTrie.build(keys, [2, 2])
-    node, offset = trie.lookup([3, 4])
-    assert trie.is_title_end_node(node) and offset == len(trie.label(node)) == 2
-    assert trie.label(trie.children(node)[1][0]).tolist() == [5, 6]
+    node, offset = lookup(trie, [3, 4])
+    assert trie.is_title_end_node(node) and offset == len(label_of(trie, node)) == 2
+    assert label_of(trie, children(trie, node)[1][0]).tolist() == [5, 6]
     assert trie.next_tokens([3, 4, 5]).tolist() == [6]
     assert trie.n_nodes == 5
 
@@ -377,11 +379,11 @@ def test_token_codes_use_the_smallest_dtype(max_id, dtype):
 def test_accessors_reject_unknown_nodes():
     trie = PassageTrie.build([[1, 2], [1, 3]])
     for node in (-1, trie.n_nodes):
-        for accessor in (trie.label, trie.depth_of, trie.path):
+        for accessor in (partial(label_of, trie), partial(depth_of, trie), partial(path, trie)):
             with pytest.raises(ValueError, match="not in this trie"):
                 accessor(node)
     with pytest.raises(ValueError, match="leaf rank"):
-        trie.leaf_node(trie.n_leaves)
+        leaf_node(trie, trie.n_leaves)
 
 
 def test_arrays_are_read_only():

@@ -22,6 +22,7 @@ from selfretrieval_integrations import (
 )
 from selfretrieval_integrations.retrieval import Fusion, TrieConstraint
 
+from ..index.helpers import children, depth_of, label_of
 from .helpers import masked_scores, run_together
 from .test_rendering import TRICKY_TEXTS
 
@@ -68,16 +69,16 @@ def reference_scores(model: SelfRetrievalModel, query: str) -> dict[int, float]:
     for p in range(len(model.store)):
         node, ids, total = trie.root, list(prompt), 0.0
         while not trie.is_leaf(node):
-            toks, kids = trie.children(node)
+            toks, kids = children(trie, node)
             target = model.renderer.encode_target(model.store[p].title, model.store[p].text).ids
-            depth = trie.depth_of(node)
+            depth = depth_of(trie, node)
             j = int(np.searchsorted(toks, target[depth]))
             with torch.no_grad():
                 logits = lm(torch.tensor([ids])).logits[0, -1].float()
             allowed = torch.as_tensor(np.array(toks, dtype=np.int64))
             total += float(torch.log_softmax(logits[allowed], -1)[j])
             child = int(kids[j])
-            ids += list(trie.label(child))
+            ids += list(label_of(trie, child))
             node = child
         scores[p] = total
     return scores
@@ -317,7 +318,7 @@ def test_tokenizer_mismatch(saved, tmp_path, tiny_sp_tokenizer):
 def test_trie_mask_forbids_everything_outside_the_trie(model):
     trie = model.trie
     constraint = TrieConstraint(trie, model.renderer.eos_id)
-    root_tokens, _ = trie.children(trie.root)
+    root_tokens, _ = children(trie, trie.root)
     scores = masked_scores(
         constraint, [trie.root, trie.root], torch.zeros((2, len(model.tokenizer)))
     )
