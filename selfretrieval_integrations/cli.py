@@ -11,7 +11,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from selfretrieval_integrations.corpus import quickstart_dir
+from selfretrieval_integrations.corpus import (
+    ChunkingConfig,
+    Corpus,
+    Document,
+    Passage,
+    load_beir_qrels,
+    load_beir_queries,
+    load_beir_query_metadata,
+    load_corpus,
+    quickstart_dir,
+)
 from selfretrieval_integrations.errors import SelfRetrievalError
 from selfretrieval_integrations.training import Trainer, load_trainer
 
@@ -25,11 +35,19 @@ err_console = Console(stderr=True)
 
 BUNDLED_CORPUS = quickstart_dir()
 
+#: The option the commands that read a corpus share.
+MaxWords = Annotated[int, typer.Option(help="Passage length limit in words.")]
+
 
 def _fail(error: Exception) -> NoReturn:
     # escape: messages hold text like "[train]" that rich would read as markup
     err_console.print(f"[bold red]error:[/] {escape(str(error))}")
     raise typer.Exit(code=2) from error
+
+
+def _load(corpus: Path, max_words: int) -> Corpus:
+    """The corpus as every command reads it: documents chunked at ``max_words``."""
+    return load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
 
 
 @app.command()
@@ -42,14 +60,13 @@ def build(
     base_model: Annotated[
         str, typer.Option(help="tiny, smollm2-135m, a hub id or a local path.")
     ] = "smollm2-135m",
-    max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
+    max_words: MaxWords = 200,
 ) -> None:
     """Build an untrained (zero-shot) artifact over a corpus: trie, store and base weights."""
-    from selfretrieval_integrations.corpus import ChunkingConfig, load_corpus
     from selfretrieval_integrations.retrieval import SelfRetrievalModel
 
     try:
-        docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
+        docs = _load(corpus, max_words)
         model = SelfRetrievalModel.from_base(base_model, docs, show_progress=True)
         model.save_pretrained(out)
     except SelfRetrievalError as error:
@@ -170,8 +187,6 @@ def _require_trainer() -> Trainer:
 
 
 def _read_qrels(path: Path, split: str) -> dict[str, dict[str, int]]:
-    from selfretrieval_integrations.corpus import load_beir_qrels
-
     if path.is_file():
         if path.parent.name != "qrels":
             raise typer.BadParameter(
@@ -204,21 +219,14 @@ def train(
         Optional[float], typer.Option(help="Default 3e-4 (LoRA) / 1e-4 (full).")  # noqa: UP045
     ] = None,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
+    max_words: MaxWords = 200,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
 ) -> None:
     """Train a base model on a corpus (and optional training queries) into an artifact."""
-    from selfretrieval_integrations.corpus import (
-        ChunkingConfig,
-        load_beir_queries,
-        load_beir_query_metadata,
-        load_corpus,
-    )
-
     trainer = _require_trainer()
     try:
-        docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
+        docs = _load(corpus, max_words)
         query_texts = answers = qrel_map = None
         if qrels is not None and queries is None and (corpus / "queries.jsonl").is_file():
             queries = corpus
@@ -249,10 +257,7 @@ def train(
         )
     except SelfRetrievalError as error:
         _fail(error)
-    _print_summary(out, model.manifest.get("training") or {})
-
-
-def _print_summary(out: Path, summary: dict) -> None:  # type: ignore[type-arg]
+    summary = model.manifest.get("training") or {}
     console.print(
         f"wrote {out}: {summary.get('examples')} examples, "
         f"{summary.get('tokens_trained')} tokens at {summary.get('tokens_per_second')} tokens/s, "
@@ -266,15 +271,13 @@ def add(
     corpus: Annotated[Path, typer.Option(help="New documents (BEIR folder, JSONL or folder).")],
     epochs: Annotated[float, typer.Option(help="Passes over new + replayed passages.")] = 3.0,
     replay_ratio: Annotated[float, typer.Option(help="Old passages replayed per new one.")] = 1.0,
-    max_words: Annotated[int, typer.Option(help="Passage length limit in words.")] = 200,
+    max_words: MaxWords = 200,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
 ) -> None:
     """Add documents to an artifact: train on them plus a replay sample, rebuild the trie."""
-    from selfretrieval_integrations.corpus import ChunkingConfig, load_corpus
-
     trainer = _require_trainer()
     try:
-        docs = load_corpus(corpus, chunking=ChunkingConfig(max_words=max_words))
+        docs = _load(corpus, max_words)
         documents = _passages_as_documents(docs)
         model = trainer.add_documents(
             artifact,
@@ -288,11 +291,9 @@ def add(
     console.print(f"added {len(documents)} document(s); {len(model.store)} passages now")
 
 
-def _passages_as_documents(corpus):  # type: ignore[no-untyped-def]
+def _passages_as_documents(corpus: Corpus) -> list[Document]:
     """Regroup a loaded corpus into documents (its passages, in order, per document)."""
-    from selfretrieval_integrations.corpus import Document
-
-    grouped: dict[str, list] = {}  # type: ignore[type-arg]
+    grouped: dict[str, list[Passage]] = {}
     for passage in corpus:
         grouped.setdefault(passage.doc_id, []).append(passage)
     return [
@@ -340,7 +341,3 @@ def quickstart(
         )
     except SelfRetrievalError as error:
         _fail(error)
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()

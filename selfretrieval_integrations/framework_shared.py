@@ -7,14 +7,15 @@ own types. Keeping those steps in one place makes both adapters name, filter and
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
-from selfretrieval_integrations.corpus import Corpus
+from selfretrieval_integrations.corpus import ChunkingConfig, Corpus
 from selfretrieval_integrations.errors import QueryError
 from selfretrieval_integrations.index import Filter, compile_filter, filter_mask
 from selfretrieval_integrations.retrieval import (
@@ -23,18 +24,11 @@ from selfretrieval_integrations.retrieval import (
     SelfRetrievalModel,
 )
 from selfretrieval_integrations.training import load_trainer
+from selfretrieval_integrations.validation import checked_int
 
 #: Metadata keys the adapters set from the passage itself (they win over user metadata of the same
 #: name, exactly as the filter language resolves these names to the passage's own fields).
 PASSAGE_KEYS = ("passage_id", "doc_id", "title")
-
-
-def missing_framework(package: str, extra: str, error: ImportError) -> ImportError:
-    """The ImportError raised when an optional framework is not installed."""
-    return ImportError(
-        f"{package} is needed for this module but could not be imported ({error}). It is an "
-        f'optional extra: pip install "selfretrieval-integrations[{extra}]"'
-    )
 
 
 def checked_model(model: object) -> SelfRetrievalModel:
@@ -47,11 +41,9 @@ def checked_model(model: object) -> SelfRetrievalModel:
     return model
 
 
-def checked_k(value: object, name: str) -> int:
-    """A positive int (``bool`` is refused: ``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise QueryError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def checked_top_n(value: object) -> int | None:
+    """A reranker's ``top_n``: a positive int, or None to keep every document."""
+    return None if value is None else checked_int(value, "top_n", error=QueryError)
 
 
 def checked_threshold(value: object) -> float | None:
@@ -102,17 +94,9 @@ def search(
     return results
 
 
-def result_metadata(result: RetrievalResult) -> dict[str, Any]:
-    """LangChain ``Document.metadata`` of a result: passage metadata, ids, title and scores."""
-    return {
-        **result.metadata,
-        "passage_id": result.passage_id,
-        "doc_id": result.doc_id,
-        "title": result.title,
-        "score": result.score,
-        "rank": result.rank,
-        "relevance": result.relevance,
-    }
+def passage_metadata(result: RetrievalResult) -> dict[str, Any]:
+    """A result's metadata as both frameworks return it: the passage's, plus ``PASSAGE_KEYS``."""
+    return {**result.metadata, **{key: getattr(result, key) for key in PASSAGE_KEYS}}
 
 
 def split_title(metadata: Mapping[str, Any] | None, title_key: str) -> tuple[str, dict[str, Any]]:
@@ -122,26 +106,58 @@ def split_title(metadata: Mapping[str, Any] | None, title_key: str) -> tuple[str
     return ("" if title is None else title), rest
 
 
-def build_model(
-    corpus: Corpus,
-    *,
-    base_model: str | tuple[Any, Any],
-    train: bool,
-    out: str | Path | None,
-    training_config: Any = None,
-    retrieval_config: RetrievalConfig | None = None,
-    queries: Mapping[str, str] | None = None,
-    qrels: Mapping[str, Mapping[str, int]] | None = None,
-    device: str | None = None,
-    show_progress: bool = False,
-) -> SelfRetrievalModel:
-    """Train ``corpus`` into ``base_model`` (or index it zero-shot) and return the model.
+def title_and_text(metadata: Mapping[str, Any], title_key: str, text: str) -> tuple[str, str]:
+    """The ``(title, text)`` pair a reranker scores; a missing or empty title is ``""``."""
+    return str(metadata.get(title_key) or ""), text
 
-    With ``train`` the trainer writes its artifact to ``out``, or to a temporary folder that is
-    removed afterwards (the returned model lives in memory). Without it, ``out`` (if given)
-    receives the untrained artifact.
+
+class FromDocumentsOptions(TypedDict, total=False):
+    """How both adapters' ``from_documents`` build the model: the one list of these keywords.
+
+    Each adapter's own ``from_documents`` options add its retriever's fields to these.
     """
-    if not train:
+
+    base_model: str | tuple[Any, Any]
+    """Name, hub id or path of the base model, or a loaded ``(model, tokenizer)`` pair
+    (default ``"smollm2-135m"``, the offline SmolLM2-135M-Instruct)."""
+    train: bool
+    """Train the documents in (default True); False indexes them zero-shot."""
+    out: str | Path | None
+    """Keep the artifact here (default: a temporary folder, removed; the model lives in memory)."""
+    training_config: Any
+    """A ``selfretrieval_trainer.train.TrainingConfig`` (default: its defaults)."""
+    retrieval_config: RetrievalConfig | None
+    """How queries are answered (default: ``RetrievalConfig()``)."""
+    chunking: ChunkingConfig | None
+    """How long documents are cut into passages (default: ``ChunkingConfig()``)."""
+    title_key: str
+    """Metadata key of a document's title (default ``"title"``)."""
+    queries: Mapping[str, str] | None
+    """Training questions by id, with ``qrels``, for supervised training."""
+    qrels: Mapping[str, Mapping[str, int]] | None
+    """Relevant document ids per training question."""
+    device: str | None
+    """``cpu``, ``cuda``, ``cuda:1`` ... (default: the best available)."""
+    show_progress: bool
+    """Progress bars while training (default False)."""
+
+
+def model_from_documents(
+    documents: object, to_corpus: Callable[..., Corpus], options: Mapping[str, Any]
+) -> tuple[SelfRetrievalModel, dict[str, Any]]:
+    """The model both adapters' ``from_documents`` build, and the keywords left for the retriever.
+
+    ``to_corpus(documents, title_key=..., chunking=...)`` is the framework's conversion;
+    ``options`` are ``FromDocumentsOptions`` plus the retriever's own fields, which are returned.
+    A ``(model, tokenizer)`` pair is trained in place.
+    """
+    retriever_options = {k: v for k, v in options.items() if k not in _BUILD_KEYS}
+    get = options.get
+    base_model = get("base_model", "smollm2-135m")
+    out, retrieval_config, device = get("out"), get("retrieval_config"), get("device")
+    queries, qrels, training_config = get("queries"), get("qrels"), get("training_config")
+    corpus = to_corpus(documents, title_key=get("title_key", "title"), chunking=get("chunking"))
+    if not get("train", True):
         if queries is not None or qrels is not None or training_config is not None:
             raise ValueError(
                 "queries, qrels and training_config are only used with train=True; drop them or "
@@ -152,10 +168,13 @@ def build_model(
         )
         if out is not None:
             model.save_pretrained(out)
-        return model
+        return model, retriever_options
     run_training = load_trainer().train
-    if out is not None:
-        return run_training(
+    with contextlib.ExitStack() as stack:
+        if out is None:  # a temporary folder, removed once the trained model is in memory
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="selfretrieval-"))
+            out = Path(folder) / "artifact"
+        model = run_training(
             base_model,
             corpus,
             out,
@@ -164,20 +183,12 @@ def build_model(
             config=training_config,
             retrieval_config=retrieval_config,
             device=device,
-            show_progress=show_progress,
+            show_progress=get("show_progress", False),
         )
-    with tempfile.TemporaryDirectory(prefix="selfretrieval-") as folder:
-        return run_training(
-            base_model,
-            corpus,
-            Path(folder) / "artifact",
-            queries=queries,
-            qrels=qrels,
-            config=training_config,
-            retrieval_config=retrieval_config,
-            device=device,
-            show_progress=show_progress,
-        )
+    return model, retriever_options
+
+
+_BUILD_KEYS = frozenset(FromDocumentsOptions.__annotations__)
 
 
 def check_items(items: object, kind: type, what: str) -> Sequence[Any]:

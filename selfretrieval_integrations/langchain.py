@@ -11,30 +11,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus
 from selfretrieval_integrations.corpus import Document as CorpusDocument
 from selfretrieval_integrations.errors import QueryError
+from selfretrieval_integrations.extras import missing_extra
 from selfretrieval_integrations.framework_shared import (
-    build_model,
+    FromDocumentsOptions,
     check_items,
     checked_filter,
-    checked_k,
     checked_model,
     checked_threshold,
+    checked_top_n,
     combined_mask,
-    missing_framework,
-    result_metadata,
+    model_from_documents,
+    passage_metadata,
     search,
     split_title,
+    title_and_text,
 )
-from selfretrieval_integrations.retrieval import (
-    RerankConfig,
-    RetrievalConfig,
-    SelfRetrievalModel,
-    rerank,
-)
+from selfretrieval_integrations.retrieval import RerankConfig, SelfRetrievalModel, rerank
+from selfretrieval_integrations.validation import checked_int
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from selfretrieval_integrations.index import Filter
 
 try:
     from langchain_core.callbacks import (
@@ -46,7 +49,7 @@ try:
     from langchain_core.retrievers import BaseRetriever
     from pydantic import ConfigDict, Field, field_validator
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
-    raise missing_framework("langchain-core", "langchain", _error) from _error
+    raise missing_extra("langchain-core", "langchain", "the LangChain adapter", _error) from _error
 
 __all__ = ["SelfReranker", "SelfRetriever", "documents_to_corpus"]
 
@@ -77,6 +80,12 @@ def documents_to_corpus(
             )
         )
     return Corpus.from_documents(converted, chunking)
+
+
+class _FromDocuments(FromDocumentsOptions, total=False):
+    k: int
+    filter: Filter
+    score_threshold: float | None
 
 
 class SelfRetriever(BaseRetriever):
@@ -166,7 +175,7 @@ class SelfRetriever(BaseRetriever):
     @field_validator("k", mode="before")
     @classmethod
     def _check_k(cls, value: object) -> int:
-        return checked_k(value, "k")
+        return checked_int(value, "k", error=QueryError)
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -196,43 +205,16 @@ class SelfRetriever(BaseRetriever):
 
     @classmethod
     def from_documents(
-        cls,
-        documents: Sequence[Document],
-        *,
-        base_model: str | tuple[Any, Any] = "smollm2-135m",
-        train: bool = True,
-        out: str | Path | None = None,
-        training_config: Any = None,
-        retrieval_config: RetrievalConfig | None = None,
-        chunking: ChunkingConfig | None = None,
-        title_key: str = "title",
-        queries: Mapping[str, str] | None = None,
-        qrels: Mapping[str, Mapping[str, int]] | None = None,
-        device: str | None = None,
-        show_progress: bool = False,
-        **kwargs: Any,
+        cls, documents: Sequence[Document], **options: Unpack[_FromDocuments]
     ) -> SelfRetriever:
-        """Train ``documents`` into ``base_model`` with the trainer and return a retriever.
+        """Train ``documents`` into a model (by default) and return a retriever over it.
 
-        ``out`` keeps the trained artifact (default: a temporary folder, removed); ``train=False``
-        indexes the documents zero-shot instead. ``training_config`` is a
-        ``selfretrieval_trainer.train.TrainingConfig``; ``queries``/``qrels`` add supervised
-        examples. A ``(model, tokenizer)`` pair as ``base_model`` is trained in place.
+        ``framework_shared.FromDocumentsOptions`` (``base_model``, ``train``, ``out``,
+        ``training_config``, ``title_key``, ...) say how; ``k``, ``filter`` and
+        ``score_threshold`` set the retriever's fields.
         """
-        corpus = documents_to_corpus(documents, title_key=title_key, chunking=chunking)
-        model = build_model(
-            corpus,
-            base_model=base_model,
-            train=train,
-            out=out,
-            training_config=training_config,
-            retrieval_config=retrieval_config,
-            queries=queries,
-            qrels=qrels,
-            device=device,
-            show_progress=show_progress,
-        )
-        return cls(model=model, **kwargs)
+        model, fields = model_from_documents(documents, documents_to_corpus, options)
+        return cls(model=model, **fields)
 
     # -- retrieval ----------------------------------------------------------------------------
 
@@ -245,12 +227,21 @@ class SelfRetriever(BaseRetriever):
             )
         # An option given as None means "the retriever's own value".
         k = options.get("k")
-        k = self.k if k is None else checked_k(k, "k")
+        k = self.k if k is None else checked_int(k, "k", error=QueryError)
         threshold = options.get("score_threshold")
         threshold = self.score_threshold if threshold is None else checked_threshold(threshold)
         mask = combined_mask(self.model, self.filter, checked_filter(options.get("filter")))
         return [
-            Document(id=r.passage_id, page_content=r.text, metadata=result_metadata(r))
+            Document(
+                id=r.passage_id,
+                page_content=r.text,
+                metadata={
+                    **passage_metadata(r),
+                    "score": r.score,
+                    "rank": r.rank,
+                    "relevance": r.relevance,
+                },
+            )
             for r in search(self.model, query, k, mask, threshold)
         ]
 
@@ -294,7 +285,7 @@ class SelfReranker(BaseDocumentCompressor):
     @field_validator("top_n", mode="before")
     @classmethod
     def _check_top_n(cls, value: object) -> int | None:
-        return None if value is None else checked_k(value, "top_n")
+        return checked_top_n(value)
 
     def compress_documents(
         self,
@@ -307,7 +298,7 @@ class SelfReranker(BaseDocumentCompressor):
         wrong = sorted({type(d).__name__ for d in docs if not isinstance(d, Document)})
         if wrong:
             raise TypeError(f"SelfReranker takes LangChain Document objects, got {wrong}")
-        pairs = [(str(d.metadata.get(self.title_key) or ""), d.page_content) for d in docs]
+        pairs = [title_and_text(d.metadata, self.title_key, d.page_content) for d in docs]
         ranked = rerank(self.model, query, pairs, top_n=self.top_n, config=self.config)
         return [
             docs[r.index].model_copy(

@@ -11,32 +11,38 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Passage, chunk_document
 from selfretrieval_integrations.corpus import Document as CorpusDocument
 from selfretrieval_integrations.errors import ArtifactError, QueryError
+from selfretrieval_integrations.extras import missing_extra
 from selfretrieval_integrations.framework_shared import (
     PASSAGE_KEYS,
-    build_model,
+    FromDocumentsOptions,
     check_items,
     checked_filter,
-    checked_k,
     checked_model,
     checked_threshold,
+    checked_top_n,
     combined_mask,
-    missing_framework,
+    model_from_documents,
+    passage_metadata,
     search,
     split_title,
+    title_and_text,
 )
-from selfretrieval_integrations.index.filters import _MISSING, Filter, _field, compile_filter
+from selfretrieval_integrations.index import Filter, compile_filter, passage_field
 from selfretrieval_integrations.retrieval import (
     RerankConfig,
-    RetrievalConfig,
     RetrievalResult,
     SelfRetrievalModel,
     rerank,
 )
+from selfretrieval_integrations.validation import checked_int
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 try:
     from llama_index.core.base.base_retriever import BaseRetriever
@@ -62,7 +68,9 @@ try:
         MetadataFilters,
     )
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
-    raise missing_framework("llama-index-core", "llamaindex", _error) from _error
+    raise missing_extra(
+        "llama-index-core", "llamaindex", "the LlamaIndex adapter", _error
+    ) from _error
 
 __all__ = ["SelfReranker", "SelfRetriever", "metadata_filters_to_filter", "nodes_to_corpus"]
 
@@ -106,8 +114,7 @@ def _leaf(spec: MetadataFilter) -> Callable[[Passage], bool]:
     key, value = spec.key, spec.value
 
     def actual(p: Passage) -> Any:
-        found = _field(p, key)
-        return None if found is _MISSING else found
+        return passage_field(p, key, None)
 
     if operator is FilterOperator.IS_EMPTY:
         return lambda p: actual(p) in (None, "", [])
@@ -193,17 +200,11 @@ def nodes_to_corpus(
 
 
 def _node(result: RetrievalResult) -> NodeWithScore:
-    metadata = {
-        **result.metadata,
-        "passage_id": result.passage_id,
-        "doc_id": result.doc_id,
-        "title": result.title,
-    }
     hidden = [key for key in PASSAGE_KEYS if key != "title"]
     node = TextNode(
         id_=result.passage_id,
         text=result.text,
-        metadata=metadata,
+        metadata=passage_metadata(result),
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=result.doc_id)},
         excluded_embed_metadata_keys=hidden,
         excluded_llm_metadata_keys=hidden,
@@ -212,6 +213,14 @@ def _node(result: RetrievalResult) -> NodeWithScore:
 
 
 # -- retriever -------------------------------------------------------------------------------------
+
+
+class _FromDocuments(FromDocumentsOptions, total=False):
+    similarity_top_k: int
+    filters: MetadataFilters | Filter
+    score_threshold: float | None
+    callback_manager: CallbackManager | None
+    verbose: bool
 
 
 class SelfRetriever(BaseRetriever):
@@ -239,7 +248,7 @@ class SelfRetriever(BaseRetriever):
         verbose: bool = False,
     ) -> None:
         self.model = checked_model(model)
-        self.similarity_top_k = checked_k(similarity_top_k, "similarity_top_k")
+        self.similarity_top_k = checked_int(similarity_top_k, "similarity_top_k", error=QueryError)
         self.filters = filters
         self._filter = _as_filter(filters)
         self.score_threshold = checked_threshold(score_threshold)
@@ -249,42 +258,16 @@ class SelfRetriever(BaseRetriever):
 
     @classmethod
     def from_documents(
-        cls,
-        documents: Sequence[BaseNode],
-        *,
-        base_model: str | tuple[Any, Any] = "smollm2-135m",
-        train: bool = True,
-        out: str | Path | None = None,
-        training_config: Any = None,
-        retrieval_config: RetrievalConfig | None = None,
-        chunking: ChunkingConfig | None = None,
-        title_key: str = "title",
-        queries: Mapping[str, str] | None = None,
-        qrels: Mapping[str, Mapping[str, int]] | None = None,
-        device: str | None = None,
-        show_progress: bool = False,
-        **kwargs: Any,
+        cls, documents: Sequence[BaseNode], **options: Unpack[_FromDocuments]
     ) -> SelfRetriever:
-        """Train LlamaIndex documents or nodes into ``base_model`` and return a retriever.
+        """Train LlamaIndex documents or nodes into a model (by default) and return a retriever.
 
-        ``out`` keeps the trained artifact (default: a temporary folder, removed); ``train=False``
-        indexes them zero-shot instead. ``training_config`` is a
-        ``selfretrieval_trainer.train.TrainingConfig``. ``kwargs`` go to the constructor.
+        ``framework_shared.FromDocumentsOptions`` (``base_model``, ``train``, ``out``,
+        ``training_config``, ``title_key``, ...) say how; the rest go to the constructor
+        (``similarity_top_k``, ``filters``, ...).
         """
-        corpus = nodes_to_corpus(documents, title_key=title_key, chunking=chunking)
-        model = build_model(
-            corpus,
-            base_model=base_model,
-            train=train,
-            out=out,
-            training_config=training_config,
-            retrieval_config=retrieval_config,
-            queries=queries,
-            qrels=qrels,
-            device=device,
-            show_progress=show_progress,
-        )
-        return cls(model, **kwargs)
+        model, fields = model_from_documents(documents, nodes_to_corpus, options)
+        return cls(model, **fields)
 
     def persist(self, persist_dir: str | Path) -> Path:
         """Save the model as an artifact plus this retriever's settings (``from_persist_dir``)."""
@@ -359,7 +342,9 @@ def _read_settings(path: Path) -> dict[str, Any]:
             filters = stored["mapping"]
         _as_filter(filters)
         return {
-            "similarity_top_k": checked_k(saved.get("similarity_top_k", 4), "similarity_top_k"),
+            "similarity_top_k": checked_int(
+                saved.get("similarity_top_k", 4), "similarity_top_k", error=QueryError
+            ),
             "score_threshold": checked_threshold(saved.get("score_threshold")),
             "filters": filters,
         }
@@ -405,7 +390,7 @@ class SelfReranker(BaseNodePostprocessor):
     @field_validator("top_n", mode="before")
     @classmethod
     def _check_top_n(cls, value: object) -> int | None:
-        return None if value is None else checked_k(value, "top_n")
+        return checked_top_n(value)
 
     @property
     def model(self) -> SelfRetrievalModel:
@@ -446,8 +431,9 @@ class SelfReranker(BaseNodePostprocessor):
             },
         ) as event:
             pairs = [
-                (
-                    str(n.node.metadata.get(self.title_key) or ""),
+                title_and_text(
+                    n.node.metadata,
+                    self.title_key,
                     n.node.get_content(metadata_mode=MetadataMode.NONE),
                 )
                 for n in nodes
