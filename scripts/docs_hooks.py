@@ -56,7 +56,7 @@ def public_modules() -> list[str]:
 def documented_objects(docs_dir: Path) -> set[str]:
     """Identifiers named by ``::: identifier`` directives in the API pages."""
     found: set[str] = set()
-    for page in (docs_dir / "api").glob("*.md"):
+    for page in (docs_dir / "api").rglob("*.md"):
         found.update(DIRECTIVE.findall(page.read_text(encoding="utf-8")))
     return found
 
