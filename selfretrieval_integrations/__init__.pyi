@@ -1,7 +1,6 @@
 # The public names of ``selfretrieval_integrations``, each once: ``__init__.py`` loads them lazily
 # from this list, and type checkers read it as the package's interface.
 
-from .artifact.delete import delete_documents as delete_documents
 from .base_models import load_base_model as load_base_model
 from .corpus import ChunkingConfig as ChunkingConfig
 from .corpus import Corpus as Corpus
@@ -26,5 +25,6 @@ from .retrieval import RetrievalConfig as RetrievalConfig
 from .retrieval import RetrievalResult as RetrievalResult
 from .retrieval import SelfRetrievalModel as SelfRetrievalModel
 from .retrieval import rerank as rerank
+from .retrieval.updates import delete_documents as delete_documents
 
 __version__: str

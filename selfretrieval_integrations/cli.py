@@ -39,10 +39,10 @@ BUNDLED_CORPUS = quickstart_dir()
 MaxWords = Annotated[int, typer.Option(help="Passage length limit in words.")]
 
 
-def _fail(error: Exception) -> NoReturn:
+def _fail(error: Exception | str) -> NoReturn:
     # escape: messages hold text like "[train]" that rich would read as markup
     err_console.print(f"[bold red]error:[/] {escape(str(error))}")
-    raise typer.Exit(code=2) from error
+    raise typer.Exit(code=2) from (error if isinstance(error, Exception) else None)
 
 
 def _load(corpus: Path, max_words: int) -> Corpus:
@@ -309,14 +309,39 @@ def _passages_as_documents(corpus: Corpus) -> list[Document]:
 
 @app.command()
 def delete(
-    artifact: Annotated[Path, typer.Argument(help="Artifact folder to update in place.")],
-    ids: Annotated[list[str], typer.Option("--ids", help="Document or passage ids.")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder to update.")],
+    ids: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--ids", help="Document or passage ids: --ids a b c, or --ids a --ids b."),
+    ] = None,
+    ids_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--ids-file", help="A file of ids, one per line (blank lines skipped)."),
+    ] = None,
+    more_ids: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(hidden=True, help="The rest of --ids a b c."),
+    ] = None,
+    lock_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for another writer of the artifact.")
+    ] = 300.0,
 ) -> None:
     """Delete documents (or passages) from an artifact at once, without training."""
-    from selfretrieval_integrations.artifact.delete import delete_documents
+    from selfretrieval_integrations.retrieval import delete_documents
 
+    if more_ids and not ids:
+        _fail(f"unexpected argument(s) {' '.join(more_ids)}: give the ids with --ids")
+    wanted = [*(ids or []), *(more_ids or [])]
+    if ids_file is not None:
+        try:
+            lines = ids_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            _fail(f"cannot read --ids-file {ids_file}: {error}")
+        wanted += [line.strip() for line in lines if line.strip()]
+    if not wanted:
+        _fail("give the ids to delete with --ids or --ids-file")
     try:
-        removed = delete_documents(artifact, ids)
+        removed = delete_documents(artifact, wanted, lock_timeout=lock_timeout)
     except SelfRetrievalError as error:
         _fail(error)
     console.print(f"removed {removed} passage(s) from {artifact}")

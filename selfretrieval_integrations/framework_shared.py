@@ -70,25 +70,30 @@ def checked_filter(spec: object) -> Any:
     )
 
 
-def combined_mask(model: SelfRetrievalModel, *filters: Filter) -> np.ndarray | None:
-    """The passages every given filter allows (None when no filter is set).
+def combined_filter(model: SelfRetrievalModel, *filters: Filter) -> Filter:
+    """One filter that allows what every given filter allows (None when no filter is set).
 
     A per-call filter narrows the retriever's own filter instead of replacing it, so a filter set
-    at construction (access control) cannot be widened by a caller.
+    at construction (access control) cannot be widened by a caller. Filters by field or function
+    stay a predicate that the model applies to the passages of the generation it answers from,
+    so a refresh between the two steps cannot misalign them; only boolean masks (positions in the
+    current store) are combined as masks.
     """
-    mask: np.ndarray | None = None
-    for spec in filters:
-        part = filter_mask(model.store, spec)
-        if part is not None:
-            mask = part.copy() if mask is None else mask & part
-    return mask
+    given = [spec for spec in filters if spec is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+    if any(isinstance(spec, np.ndarray) for spec in given):
+        masks = [filter_mask(model.store, spec) for spec in given]
+        return np.logical_and.reduce(masks)
+    predicates = [spec if callable(spec) else compile_filter(spec) for spec in given]
+    return lambda passage: all(allows(passage) for allows in predicates)
 
 
 def search(
-    model: SelfRetrievalModel, query: str, k: int, mask: np.ndarray | None, threshold: float | None
+    model: SelfRetrievalModel, query: str, k: int, spec: Filter, threshold: float | None
 ) -> list[RetrievalResult]:
     """``model.retrieve`` with the filter enforced in decoding and an optional score cut-off."""
-    results = model.retrieve(query, k=k, filter=mask)
+    results = model.retrieve(query, k=k, filter=spec)
     if threshold is not None:
         results = [r for r in results if r.score >= threshold]
     return results

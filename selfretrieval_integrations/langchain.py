@@ -24,7 +24,7 @@ from selfretrieval_integrations.framework_shared import (
     checked_model,
     checked_threshold,
     checked_top_n,
-    combined_mask,
+    combined_filter,
     model_from_documents,
     passage_metadata,
     search,
@@ -67,6 +67,10 @@ def documents_to_corpus(
     The document id is ``Document.id``, or ``doc-<position>`` when it is unset; the title is
     ``metadata[title_key]`` and the rest of the metadata is kept (it must be JSON values).
     """
+    return Corpus.from_documents(_corpus_documents(documents, title_key), chunking)
+
+
+def _corpus_documents(documents: Sequence[Document], title_key: str) -> list[CorpusDocument]:
     docs = check_items(documents, Document, "LangChain Document objects")
     converted = []
     for position, doc in enumerate(docs):
@@ -79,7 +83,7 @@ def documents_to_corpus(
                 metadata=metadata,
             )
         )
-    return Corpus.from_documents(converted, chunking)
+    return converted
 
 
 class _FromDocuments(FromDocumentsOptions, total=False):
@@ -216,6 +220,27 @@ class SelfRetriever(BaseRetriever):
         model, fields = model_from_documents(documents, documents_to_corpus, options)
         return cls(model=model, **fields)
 
+    # -- keeping the index current ------------------------------------------------------------
+
+    def add_documents(
+        self, documents: Sequence[Document], *, title_key: str = "title", **options: Any
+    ) -> int:
+        """Train LangChain documents into the model's artifact (the ``train`` extra).
+
+        They are found from the next call on, by every retriever sharing the model. ``options``
+        go to the trainer's ``add_documents`` (``config``, ``replay_ratio``, ``chunking``, ...).
+        Returns the number of passages added. Documents need an ``id`` to be deleted later.
+        """
+        return self.model.add_documents(_corpus_documents(documents, title_key), **options)
+
+    def delete(self, ids: Sequence[str], **options: Any) -> int:
+        """Delete documents (or passages) by id: no later call can return them, no training.
+
+        Named like ``VectorStore.delete``. ``options``: ``lock_timeout``. Returns the number of
+        passages removed.
+        """
+        return self.model.delete_documents(ids, **options)
+
     # -- retrieval ----------------------------------------------------------------------------
 
     def _search(self, query: str, options: Mapping[str, Any]) -> list[Document]:
@@ -230,7 +255,7 @@ class SelfRetriever(BaseRetriever):
         k = self.k if k is None else checked_int(k, "k", error=QueryError)
         threshold = options.get("score_threshold")
         threshold = self.score_threshold if threshold is None else checked_threshold(threshold)
-        mask = combined_mask(self.model, self.filter, checked_filter(options.get("filter")))
+        allowed = combined_filter(self.model, self.filter, checked_filter(options.get("filter")))
         return [
             Document(
                 id=r.passage_id,
@@ -242,7 +267,7 @@ class SelfRetriever(BaseRetriever):
                     "relevance": r.relevance,
                 },
             )
-            for r in search(self.model, query, k, mask, threshold)
+            for r in search(self.model, query, k, allowed, threshold)
         ]
 
     def _get_relevant_documents(

@@ -25,7 +25,7 @@ from selfretrieval_integrations.framework_shared import (
     checked_model,
     checked_threshold,
     checked_top_n,
-    combined_mask,
+    combined_filter,
     model_from_documents,
     passage_metadata,
     search,
@@ -315,10 +315,38 @@ class SelfRetriever(BaseRetriever):
 
     # -- retrieval ----------------------------------------------------------------------------
 
+    # -- keeping the index current ------------------------------------------------------------
+
+    def insert(self, documents: Sequence[LlamaDocument], **options: Any) -> int:
+        """Train LlamaIndex documents into the model's artifact (the ``train`` extra).
+
+        They are found from the next call on. ``options`` go to the trainer's ``add_documents``
+        (``config``, ``replay_ratio``, ``chunking``, ...). Returns the number of passages added.
+        """
+        items = check_items(documents, LlamaDocument, "LlamaIndex Document objects")
+        title_key = options.pop("title_key", "title")
+        converted = []
+        for doc in items:
+            title, metadata = split_title(doc.metadata, title_key)
+            text = doc.get_content(metadata_mode=MetadataMode.NONE)
+            converted.append(
+                CorpusDocument(id=doc.doc_id, text=text, title=title, metadata=metadata)
+            )
+        return self.model.add_documents(converted, **options)
+
+    def delete_ref_doc(self, ref_doc_id: str, **options: Any) -> int:
+        """Delete a source document and all its passages (LlamaIndex's name for it); no
+        training, and no later call can return them. Returns the number of passages removed."""
+        return self.model.delete_documents([ref_doc_id], **options)
+
+    def delete_nodes(self, node_ids: Sequence[str], **options: Any) -> int:
+        """Delete single passages by node id. Returns the number of passages removed."""
+        return self.model.delete_documents(list(node_ids), **options)
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        mask = combined_mask(self.model, self._filter)
+        allowed = combined_filter(self.model, self._filter)
         results = search(
-            self.model, query_bundle.query_str, self.similarity_top_k, mask, self.score_threshold
+            self.model, query_bundle.query_str, self.similarity_top_k, allowed, self.score_threshold
         )
         return [_node(r) for r in results]
 

@@ -17,10 +17,10 @@ NAME = "selfretrieval_integrations"
 #: one. A "room" is a subpackage, or a top-level module.
 LAYERS: list[set[str]] = [
     {"errors", "validation", "extras"},
-    {"corpus", "base_models", "artifact"},
+    {"corpus", "base_models", "artifact", "training"},
     {"index"},
     {"retrieval"},
-    {"artifact.delete", "evaluation", "training"},
+    {"evaluation"},
     {"framework_shared"},
     {"langchain", "llama_index"},
     {"cli"},

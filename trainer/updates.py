@@ -1,8 +1,9 @@
 """Keeping an artifact current: add documents (train new + replay); delete them (no training).
 
-``delete_documents`` is the library's own (``selfretrieval_integrations.artifact.delete``),
-re-exported here beside ``add_documents``. Both replace the artifact folder atomically, so it
-stays loadable at every moment; a crash leaves the previous version in place.
+``delete_documents`` is the library's own (``selfretrieval_integrations.delete_documents``),
+re-exported here beside ``add_documents``. Both write a new generation of the artifact while
+holding its writer lock from reading the current generation to committing, so concurrent writes
+never lose one another's change and a crash leaves the previous generation current.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from selfretrieval_integrations import artifact
-from selfretrieval_integrations.artifact.delete import delete_documents
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document
 from selfretrieval_integrations.errors import CorpusError
 from selfretrieval_integrations.index import PassageStore
-from selfretrieval_integrations.retrieval import Renderer, SelfRetrievalModel, build_trie
+from selfretrieval_integrations.retrieval import (
+    Renderer,
+    SelfRetrievalModel,
+    build_trie,
+    delete_documents,
+)
 
 from .config import TrainingConfig
 from .data import build_training_set, replay_sample
@@ -36,22 +41,38 @@ def add_documents(
     chunking: ChunkingConfig | None = None,
     device: str | None = None,
     show_progress: bool = True,
+    lock_timeout: float | None = None,
 ) -> SelfRetrievalModel:
     """Index new documents into the artifact at ``path``.
 
     Trains on indexing examples of the new passages plus a replay sample of old passages
     (``replay_ratio`` old passages per new one) so untouched documents stay retrievable, then
-    rebuilds the trie and saves in place.
+    rebuilds the trie and saves a new generation. The artifact's writer lock is held throughout
+    (other writers wait up to their ``lock_timeout``); readers are never blocked.
     """
     if replay_ratio < 0:
         raise ValueError(f"replay_ratio must be >= 0, got {replay_ratio}")
     path = Path(path)
     config = config or TrainingConfig(epochs=3)
+    with artifact.writer_lock(path, "add", timeout=lock_timeout):
+        return _add(path, list(documents), config, replay_ratio, chunking, device, show_progress)
+
+
+def _add(
+    path: Path,
+    documents: list[Document | Mapping[str, Any]],
+    config: TrainingConfig,
+    replay_ratio: float,
+    chunking: ChunkingConfig | None,
+    device: str | None,
+    show_progress: bool,
+) -> SelfRetrievalModel:
+    """``add_documents`` with the lock held: reads the current generation, writes the next."""
     old = SelfRetrievalModel.from_pretrained(
         path, device=device, dtype="float32", trainable_adapter=True
     )
     old_corpus = Corpus.from_passages(list(old.store))
-    new_corpus = old_corpus.with_documents(list(documents), chunking)
+    new_corpus = old_corpus.with_documents(documents, chunking)
     new_indices = list(range(len(old_corpus), len(new_corpus)))
     if not new_indices:
         raise CorpusError("no new passages to add")

@@ -1,11 +1,10 @@
-"""The artifact folder a trained model is saved as: its layout, the manifest that records every
-choice, safe writes, and deleting documents (which needs no training).
-
-``delete_documents`` lives in ``artifact.delete`` and is not imported here: it builds a trie, so it
-sits above ``retrieval``, while everything else in this package sits below it.
+"""The artifact folder a trained model is saved as: immutable generations behind an atomically
+replaced pointer, one writer at a time, the layout of a generation, and the manifest that records
+every choice. What changes an artifact (training, deleting) lives with the code that computes it.
 """
 
-from .files import atomic_folder, link_or_copy, load_json, save_json
+from .files import link_or_copy, load_json, save_json
+from .generations import current_generation, generation_dir, new_generation, resolve
 from .layout import (
     ADAPTER_DIR,
     MANIFEST_FILE,
@@ -18,6 +17,7 @@ from .layout import (
     load_trie_fingerprint,
     save_index,
 )
+from .lock import writer_lock
 from .manifest import history_entry, read_manifest, verify_files, write_manifest
 
 __all__ = [
@@ -28,15 +28,19 @@ __all__ = [
     "TOKENIZER_DIR",
     "TRIE_DIR",
     "WEIGHT_DIRS",
-    "atomic_folder",
     "checkpoint_dir",
+    "current_generation",
+    "generation_dir",
     "history_entry",
     "link_or_copy",
     "load_json",
     "load_trie_fingerprint",
+    "new_generation",
     "read_manifest",
+    "resolve",
     "save_index",
     "save_json",
     "verify_files",
     "write_manifest",
+    "writer_lock",
 ]

@@ -1,46 +1,15 @@
-"""Writing artifact folders safely: atomic replacement, hard links for unchanged files, JSON."""
+"""Files of an artifact: hard links for what a write leaves unchanged, and JSON."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from selfretrieval_integrations.errors import ArtifactError
-
-
-@contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``target`` only if the block succeeds.
-
-    Readers see either the old artifact or the new one, never a half-written folder; on failure
-    the old artifact is left untouched and the temporary folder removed.
-    """
-    target = Path(target).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        if not target.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ArtifactError(f"cannot save to {target}: it exists and is not a folder")
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -13,9 +13,11 @@ from typing import Any
 
 from selfretrieval_integrations.errors import ArtifactError
 
-from .layout import MANIFEST_FILE
+from .generations import POINTER_FILE, resolve
+from .layout import MANIFEST_FILE, WEIGHT_DIRS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the artifact holds generations behind a pointer (``artifact.generations``); 1: one folder."""
 FORMAT_NAME = "selfretrieval-artifact"
 
 
@@ -67,9 +69,18 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def read_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
-    """Read and validate a manifest; with ``verify``, check every listed file's size and hash."""
+def read_manifest(
+    folder: str | Path, *, verify: bool = True, verify_weights: bool = True
+) -> dict[str, Any]:
+    """Read and validate a manifest; with ``verify``, check every listed file's size and hash.
+
+    ``folder`` is a generation's folder or the artifact's (whose current generation is read).
+    ``verify_weights=False`` skips the weights and tokenizer (hundreds of MB to hash) where a
+    caller keeps the ones it already checked, as a refresh or a delete does.
+    """
     folder = Path(folder)
+    if (folder / POINTER_FILE).exists():
+        folder, _ = resolve(folder)
     if not folder.is_dir():
         raise ArtifactError(f"no artifact folder at {folder}")
     path = folder / MANIFEST_FILE
@@ -97,7 +108,10 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
             "`pip install -U selfretrieval-integrations`"
         )
     if verify:
-        verify_files(folder, manifest.get("files", {}))
+        files = manifest.get("files", {})
+        if not verify_weights:
+            files = {k: v for k, v in files.items() if k.split("/")[0] not in WEIGHT_DIRS}
+        verify_files(folder, files)
     return manifest
 
 

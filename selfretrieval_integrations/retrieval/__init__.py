@@ -8,6 +8,7 @@ from .fusion import Candidates, Fusion, fuse_scores, rank_candidates
 from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel, as_corpus, build_trie
 from .rendering import IGNORE_INDEX, EncodedExample, EncodedTarget, PromptTemplate, Renderer
 from .reranking import RerankConfig, RerankMethod, rerank, rerank_by_relevance
+from .updates import delete_documents, remaining_passages
 
 __all__ = [
     "IGNORE_INDEX",
@@ -30,8 +31,10 @@ __all__ = [
     "TrieConstraint",
     "as_corpus",
     "build_trie",
+    "delete_documents",
     "fuse_scores",
     "rank_candidates",
+    "remaining_passages",
     "rerank",
     "rerank_by_relevance",
 ]

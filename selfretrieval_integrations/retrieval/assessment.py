@@ -32,10 +32,14 @@ class AssessmentConfig:
     """Passages scored per forward pass (they share the query's cache)."""
     max_passage_words: int = 300
     """Longer passages are cut to this many words before scoring (the start carries the topic)."""
+    max_passage_tokens: int = 512
+    """Passages handed to ``assess`` (or ``SelfReranker``) are cut to this many tokens first,
+    with a warning: a bound that holds also for text without spaces."""
 
     def __post_init__(self) -> None:
         checked_int(self.batch_size, "AssessmentConfig.batch_size")
         checked_int(self.max_passage_words, "AssessmentConfig.max_passage_words")
+        checked_int(self.max_passage_tokens, "AssessmentConfig.max_passage_tokens")
 
 
 class SelfAssessor:

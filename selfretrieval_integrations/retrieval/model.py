@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,12 +23,14 @@ from selfretrieval_integrations.base_models import (
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
 from selfretrieval_integrations.errors import ArtifactError, QueryError
 from selfretrieval_integrations.index import Filter, PassageStore, PassageTrie, filter_mask
+from selfretrieval_integrations.training import load_trainer
 from selfretrieval_integrations.validation import checked_int
 
 from .assessment import AssessmentConfig, SelfAssessor
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
 from .fusion import Candidates, Fusion, rank_candidates
 from .rendering import PromptTemplate, Renderer
+from .updates import delete_documents, remaining_passages
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,13 @@ class RetrievalConfig:
     ``paper`` or ``generation`` (no self-assessment)."""
     temperature: float = 0.4
     """Temperature of the paper's fusion softmaxes."""
+    max_query_tokens: int = 256
+    """Longer queries are cut to their first this many tokens, with a warning (a pasted document
+    or chat history must not cost minutes of CPU); questions are far shorter."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fusion", Fusion(self.fusion))
+        checked_int(self.max_query_tokens, "RetrievalConfig.max_query_tokens")
         if self.temperature <= 0:
             raise ValueError(f"RetrievalConfig.temperature must be > 0, got {self.temperature}")
 
@@ -61,6 +69,7 @@ class RetrievalConfig:
             assessment=AssessmentConfig(**known(AssessmentConfig, data.get("assessment"))),
             fusion=Fusion(data.get("fusion", Fusion.LOGPROB)),
             temperature=float(data.get("temperature", 0.4)),
+            max_query_tokens=int(data.get("max_query_tokens", cls.max_query_tokens)),
         )
 
 
@@ -137,6 +146,15 @@ class SelfRetrievalModel:
         and because Hugging Face fast tokenizers rewrite their settings on every call. Hold it
         too when you run ``model`` or ``tokenizer`` yourself beside retrieval (a RAG generator).
         """
+        self.artifact_path: Path | None = None
+        """The artifact this model was loaded from or last saved to (what ``refresh`` reads)."""
+        self.generation: int | None = None
+        """The artifact generation in use (None: not from an artifact, or one before format 2)."""
+        self.refresh_every: float | None = None
+        """Seconds between automatic checks for a newer generation (None: only ``refresh()``)."""
+        self._config_given = False
+        self._load_options: dict[str, Any] = {}
+        self._checked_at = time.monotonic()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -192,28 +210,79 @@ class SelfRetrievalModel:
         config: RetrievalConfig | None = None,
         verify: bool = True,
         trainable_adapter: bool = False,
+        refresh_every: float | None = None,
     ) -> SelfRetrievalModel:
-        """Load an artifact folder written by ``save_pretrained`` (validated before use).
+        """Load an artifact's current generation (validated before use).
 
         A LoRA adapter is merged into the base weights for fast inference, unless
         ``trainable_adapter`` asks for the peft model itself (to train it further).
+        ``refresh_every``: check for a newer generation (another process's delete or add) at most
+        every this many seconds, before a query; ``refresh()`` checks on demand.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        path = Path(path)
+        for attempt in range(3):
+            folder, generation = artifact.resolve(path)
+            try:
+                loaded = cls._load_generation(
+                    folder,
+                    device=device,
+                    dtype=dtype,
+                    trust_remote_code=trust_remote_code,
+                    config=config,
+                    verify=verify,
+                    trainable_adapter=trainable_adapter,
+                )
+                break
+            except (ArtifactError, OSError):
+                # Its generation was removed while we read it (a load slower than the retention
+                # time): start again from the pointer, which names a newer one.
+                if attempt == 2 or artifact.current_generation(path) == generation:
+                    raise
+        loaded.artifact_path = path
+        loaded.generation = generation
+        loaded.refresh_every = refresh_every
+        loaded._config_given = config is not None
+        loaded._load_options = {
+            "device": device,
+            "dtype": dtype,
+            "trust_remote_code": trust_remote_code,
+            "verify": verify,
+        }
+        return loaded
 
-        folder = Path(path)
-        manifest = artifact.read_manifest(folder, verify=verify)
-        tokenizer_dir = folder / artifact.TOKENIZER_DIR
-        if not tokenizer_dir.is_dir():
-            raise ArtifactError(f"artifact tokenizer folder is missing: {tokenizer_dir}")
-        tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer_dir, trust_remote_code=trust_remote_code
-        )
+    @classmethod
+    def _load_generation(
+        cls,
+        folder: Path,
+        *,
+        device: str | None,
+        dtype: str | None,
+        trust_remote_code: bool,
+        config: RetrievalConfig | None,
+        verify: bool,
+        trainable_adapter: bool = False,
+        weights_of: SelfRetrievalModel | None = None,
+    ) -> SelfRetrievalModel:
+        """One generation's model; ``weights_of`` lends its weights and tokenizer instead."""
+        from transformers import AutoTokenizer
+
+        manifest = artifact.read_manifest(folder, verify=verify, verify_weights=weights_of is None)
+        if weights_of is not None:
+            tokenizer = weights_of.tokenizer
+        else:
+            tokenizer_dir = folder / artifact.TOKENIZER_DIR
+            if not tokenizer_dir.is_dir():
+                raise ArtifactError(f"artifact tokenizer folder is missing: {tokenizer_dir}")
+            tokenizer = AutoTokenizer.from_pretrained(
+                tokenizer_dir, trust_remote_code=trust_remote_code
+            )
         fingerprint = tokenizer_fingerprint(tokenizer)
         if fingerprint != manifest.get("tokenizer_fingerprint"):
             raise ArtifactError(
-                f"the tokenizer in {tokenizer_dir} does not match the manifest's fingerprint "
-                f"({fingerprint[:12]} != {str(manifest.get('tokenizer_fingerprint'))[:12]}): the "
-                "trie was built with another tokenizer; rebuild the artifact"
+                f"the tokenizer in {folder / artifact.TOKENIZER_DIR} does not match the "
+                f"manifest's fingerprint ({fingerprint[:12]} != "
+                f"{str(manifest.get('tokenizer_fingerprint'))[:12]}): the trie was built with "
+                "another tokenizer; rebuild the artifact"
             )
         trie_meta = artifact.load_trie_fingerprint(folder)
         if trie_meta.get("tokenizer_fingerprint") != fingerprint:
@@ -224,6 +293,34 @@ class SelfRetrievalModel:
             )
         trie = PassageTrie.load(folder / artifact.TRIE_DIR, mmap=True)
         store = PassageStore.load(folder / artifact.STORE_DIR)
+        if weights_of is not None:
+            model = weights_of.model
+        else:
+            model = cls._load_weights(
+                folder, manifest, device, dtype, trust_remote_code, trainable_adapter
+            )
+        return cls(
+            model,
+            tokenizer,
+            trie,
+            store,
+            template=PromptTemplate.from_dict(manifest.get("prompt_template", {})),
+            config=config or RetrievalConfig.from_dict(manifest.get("retrieval_config", {})),
+            base_model=manifest.get("base_model"),
+            manifest=manifest,
+        )
+
+    @staticmethod
+    def _load_weights(
+        folder: Path,
+        manifest: Mapping[str, Any],
+        device: str | None,
+        dtype: str | None,
+        trust_remote_code: bool,
+        trainable_adapter: bool,
+    ) -> Any:
+        from transformers import AutoModelForCausalLM
+
         dev, torch_dtype = resolve_device_and_dtype(device, dtype)
         weights = manifest.get("weights", "full")
         if weights == "full":
@@ -250,26 +347,19 @@ class SelfRetrievalModel:
             raise ArtifactError(
                 f"unknown weights kind {weights!r} in {folder / artifact.MANIFEST_FILE}"
             )
-        model.to(dev).eval()
-        return cls(
-            model,
-            tokenizer,
-            trie,
-            store,
-            template=PromptTemplate.from_dict(manifest.get("prompt_template", {})),
-            config=config or RetrievalConfig.from_dict(manifest.get("retrieval_config", {})),
-            base_model=manifest.get("base_model"),
-            manifest=manifest,
-        )
+        return model.to(dev).eval()
 
-    def save_pretrained(self, path: str | Path, *, adapter: Any = None) -> Path:
-        """Write the artifact atomically (a temporary folder renamed into place).
+    def save_pretrained(
+        self, path: str | Path, *, adapter: Any = None, lock_timeout: float | None = None
+    ) -> Path:
+        """Write the model as a new generation of the artifact at ``path`` (created if needed).
 
+        Readers of ``path`` go on reading the previous generation until this one is complete.
         ``adapter``: a peft model whose LoRA adapter is saved instead of full weights.
         """
         path = Path(path)
         fingerprint = tokenizer_fingerprint(self.tokenizer)
-        with artifact.atomic_folder(path) as tmp:
+        with artifact.new_generation(path, "save", lock_timeout=lock_timeout) as tmp:
             self.tokenizer.save_pretrained(tmp / artifact.TOKENIZER_DIR)
             if adapter is not None:
                 adapter.save_pretrained(tmp / artifact.ADAPTER_DIR)
@@ -285,7 +375,7 @@ class SelfRetrievalModel:
                 prompt_template=self.template.to_dict(),
             )
             manifest = {
-                **{k: v for k, v in self.manifest.items() if k not in ("files",)},
+                **{k: v for k, v in self.manifest.items() if k not in ("files", "generation")},
                 "base_model": self.base_model,
                 "weights": weights,
                 "tokenizer_fingerprint": fingerprint,
@@ -299,7 +389,101 @@ class SelfRetrievalModel:
                 "n_passages": len(self.store),
             }
             self.manifest = artifact.write_manifest(tmp, manifest)
+        with self.lock:
+            self.artifact_path = path
+            self.generation = artifact.current_generation(path)
+            self.manifest["generation"] = self.generation
         return path
+
+    # -- keeping current ------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Switch to the artifact's current generation if another write made a newer one.
+
+        Cheap when nothing changed (one small file read). Unchanged weights are kept: only the
+        trie, the passages and the manifest are read, so a delete elsewhere costs little here.
+        Returns whether anything changed. Queries already running finish on what they started.
+        """
+        self._checked_at = time.monotonic()
+        if self.artifact_path is None:
+            return False
+        generation = artifact.current_generation(self.artifact_path)
+        if generation == self.generation:
+            return False
+        folder, generation = artifact.resolve(self.artifact_path)
+        options = dict(self._load_options)
+        manifest = artifact.read_manifest(folder, verify=False)
+        same_weights = _weights_key(manifest) == _weights_key(self.manifest)
+        if same_weights:
+            fresh = self._load_generation(
+                folder,
+                **options,
+                config=self.config if self._config_given else None,
+                weights_of=self,
+            )
+        else:
+            fresh = self.from_pretrained(
+                self.artifact_path, **options, config=self.config if self._config_given else None
+            )
+        self._adopt(fresh, generation)
+        return True
+
+    def _adopt(self, fresh: SelfRetrievalModel, generation: int | None) -> None:
+        """Take ``fresh``'s state between two calls (the lock waits for running ones)."""
+        with self.lock:
+            for name in _STATE:
+                setattr(self, name, getattr(fresh, name))
+            self.generation = generation
+
+    def _maybe_refresh(self) -> None:
+        every = self.refresh_every
+        if every is not None and time.monotonic() - self._checked_at >= every:
+            self.refresh()
+
+    def delete_documents(self, ids: Sequence[str], *, lock_timeout: float | None = None) -> int:
+        """Remove documents (or passages) by id; the next query no longer finds them.
+
+        A model from an artifact writes a new generation there (other processes see it after
+        their ``refresh``); a model never saved changes only in memory. Returns the number of
+        passages removed.
+        """
+        if self.artifact_path is not None:
+            removed = delete_documents(self.artifact_path, ids, lock_timeout=lock_timeout)
+            self.refresh()
+            return removed
+        with self.lock:
+            kept = remaining_passages(list(self.store), ids)
+            checksum = Corpus.from_passages(kept).checksum()
+            fresh = type(self)(
+                self.model,
+                self.tokenizer,
+                build_trie(self.tokenizer, self.template, kept),
+                PassageStore(kept),
+                template=self.template,
+                config=self.config,
+                base_model=self.base_model,
+                manifest={**self.manifest, "corpus_checksum": checksum},
+            )
+            removed = len(self.store) - len(kept)
+            self._adopt(fresh, self.generation)
+        return removed
+
+    def add_documents(
+        self, documents: Iterable[Document | Mapping[str, Any]], **options: Any
+    ) -> int:
+        """Train new documents in (the ``train`` extra) and use them from the next query on.
+
+        The artifact gets a new generation (the trainer's ``add_documents``: new passages plus a
+        replay sample of old ones, ``options`` as it takes them). Returns the passages added.
+        """
+        if self.artifact_path is None:
+            raise ArtifactError(
+                "add_documents trains into an artifact: save_pretrained(path) first"
+            )
+        before = len(self.store)
+        load_trainer().add_documents(self.artifact_path, documents, **options)
+        self.refresh()
+        return len(self.store) - before
 
     # -- retrieval ----------------------------------------------------------------------------
 
@@ -320,17 +504,20 @@ class SelfRetrievalModel:
         batch_size = checked_int(batch_size, "batch_size", error=QueryError)
         if isinstance(queries, str):
             raise QueryError("retrieve_batch takes a list of queries; use retrieve() for one")
-        queries = [self.template.normalize_query(q) for q in queries]
-        if isinstance(filter, (list, tuple)):
-            if len(filter) != len(queries):
-                raise QueryError(f"got {len(queries)} queries but {len(filter)} filters")
-            masks = [filter_mask(self.store, f) for f in filter]
-        else:
-            mask = filter_mask(self.store, filter)
-            masks = [mask] * len(queries)
+        self._maybe_refresh()
+        queries = [self._bounded_query(q) for q in queries]
+        per_query = isinstance(filter, (list, tuple))
+        if per_query and len(filter) != len(queries):
+            raise QueryError(f"got {len(queries)} queries but {len(filter)} filters")
         results: list[list[RetrievalResult]] = []
         stats = DecodingStats()
         with self.lock:
+            # Masks are positions in the store: computed under the lock, against the generation
+            # this call decodes with, so a refresh cannot slip in between.
+            if per_query:
+                masks = [filter_mask(self.store, f) for f in filter]
+            else:
+                masks = [filter_mask(self.store, filter)] * len(queries)
             for start in range(0, len(queries), batch_size):
                 chunk = queries[start : start + batch_size]
                 prompts = [self.renderer.encode_prompt(q) for q in chunk]
@@ -341,6 +528,19 @@ class SelfRetrievalModel:
                 results.extend(self._rank(q, h, k) for q, h in zip(chunk, hyps, strict=True))
             self.last_stats = stats
         return results
+
+    def _bounded_query(self, query: str) -> str:
+        """The query checked and cut to ``RetrievalConfig.max_query_tokens`` (with a warning)."""
+        query = self.template.normalize_query(query)
+        limit = self.config.max_query_tokens
+        query, cut = self.renderer.cut_to_tokens(query, limit)
+        if cut:
+            warnings.warn(
+                f"the query was cut to its first {limit} tokens (RetrievalConfig.max_query_tokens)",
+                UserWarning,
+                stacklevel=3,
+            )
+        return query
 
     def _rank(self, query: str, hyps: list[Hypothesis], k: int) -> list[RetrievalResult]:
         """Expand hypotheses to passages, self-assess them, fuse the scores, keep ``k``."""
@@ -398,9 +598,24 @@ class SelfRetrievalModel:
         return pairs
 
     def assess(self, query: str, passages: Sequence[Passage | str | tuple[str, str]]) -> np.ndarray:
-        """Relevance of each passage to ``query`` in [0, 1); passages need not be indexed."""
-        query = self.template.normalize_query(query)
-        pairs = self._as_pairs(passages)
+        """Relevance of each passage to ``query`` in [0, 1); passages need not be indexed.
+
+        Passages longer than ``AssessmentConfig.max_passage_tokens`` are judged by their start.
+        """
+        self._maybe_refresh()
+        query = self._bounded_query(query)
+        limit = self.config.assessment.max_passage_tokens
+        pairs = []
+        for title, text in self._as_pairs(passages):
+            text, cut = self.renderer.cut_to_tokens(text, limit)
+            if cut:
+                warnings.warn(
+                    f"a passage was cut to its first {limit} tokens for assessment "
+                    "(AssessmentConfig.max_passage_tokens)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            pairs.append((title, text))
         with self.lock:
             return self.assessor.relevance(query, pairs)
 
@@ -412,7 +627,7 @@ class SelfRetrievalModel:
         max_new_tokens: int = 48,
     ) -> str:
         """Write an answer from the first passage (retrieved first when none is given)."""
-        query = self.template.normalize_query(query)
+        query = self._bounded_query(query)
         if passages is None:
             retrieved = self.retrieve(query, k=1)
             if not retrieved:
@@ -452,6 +667,36 @@ class SelfRetrievalModel:
         }
 
 
+_TOKENIZE_BATCH = 1024
+"""Passages tokenized per call while building the trie (the tokenizer parallelises a batch)."""
+
+#: What a model holds that one generation of its artifact determines (swapped whole by refresh).
+_STATE = (
+    "model",
+    "tokenizer",
+    "trie",
+    "store",
+    "template",
+    "config",
+    "base_model",
+    "manifest",
+    "renderer",
+    "decoder",
+    "assessor",
+)
+
+
+def _weights_key(manifest: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What identifies a generation's weights and tokenizer (equal: no need to reload them)."""
+    files = manifest.get("files") or {}
+    digests = sorted(
+        (name, info.get("sha256"))
+        for name, info in files.items()
+        if name.split("/")[0] in artifact.WEIGHT_DIRS
+    )
+    return manifest.get("weights"), manifest.get("base_model"), tuple(digests)
+
+
 def as_corpus(
     corpus: Corpus | Iterable[Document | Passage | Mapping[str, Any]],
     chunking: ChunkingConfig | None = None,
@@ -475,12 +720,18 @@ def build_trie(
     """The trie over the rendered targets of ``corpus`` (the same ids the trainer teaches)."""
     renderer = Renderer(tokenizer, template)
     passages = list(corpus)
-    iterator: Iterable[Passage] = passages
+    batches: Iterable[int] = range(0, len(passages), _TOKENIZE_BATCH)
     if show_progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(passages, desc="tokenizing passages", unit="passage")
-    targets = [renderer.encode_target(p.title, p.text) for p in iterator]
+        batches = tqdm(batches, desc="tokenizing passages", unit="batch")
+    targets = [
+        target
+        for start in batches
+        for target in renderer.encode_targets(
+            [(p.title, p.text) for p in passages[start : start + _TOKENIZE_BATCH]]
+        )
+    ]
     return PassageTrie.build(
         [t.ids for t in targets], [t.title_length for t in targets], show_progress=show_progress
     )

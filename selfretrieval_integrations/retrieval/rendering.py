@@ -17,6 +17,7 @@ segment*, whose length in tokens the trie records so that decoding knows where t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,20 +139,42 @@ class Renderer:
             ).input_ids
         )
 
+    def cut_to_tokens(self, text: str, limit: int) -> tuple[str, bool]:
+        """``text`` cut to its first ``limit`` tokens, and whether it was cut.
+
+        Only a bounded head of the text is tokenized (a token rarely spans more than 64
+        characters), so a megabyte of input costs no more than its first few kilobytes.
+        """
+        head = text[: 64 * limit]
+        ids = self._encode(head)
+        if len(ids) <= limit and len(head) == len(text):
+            return text, False
+        return self.tokenizer.decode(ids[:limit]).strip(), True
+
     def _encode_after(self, anchor: str, text: str) -> list[int]:
         """Ids of ``text`` as tokenized right after ``anchor`` (in context, not on its own)."""
+        return self._encode_all_after(anchor, [text])[0]
+
+    def _encode_all_after(self, anchor: str, texts: Sequence[str]) -> list[list[int]]:
+        """``_encode_after`` of many texts in one tokenizer call (parallel, little overhead)."""
         anchor_ids = self._anchor_cache.get(anchor)
         if anchor_ids is None:
             anchor_ids = self._anchor_cache[anchor] = self._encode(anchor)
-        ids = self._encode(anchor + text)
-        if ids[: len(anchor_ids)] != anchor_ids:
-            raise TokenizationError(
-                f"tokenizer {type(self.tokenizer).__name__} merges the template marker "
-                f"{anchor!r} with the text after it, so targets cannot be tokenized in context; "
-                "choose a PromptTemplate whose markers end with a character that never merges "
-                "(such as ':')"
-            )
-        return ids[len(anchor_ids) :]
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            [anchor + text for text in texts], add_special_tokens=False, split_special_tokens=True
+        ).input_ids
+        n = len(anchor_ids)
+        for ids in encoded:
+            if ids[:n] != anchor_ids:
+                raise TokenizationError(
+                    f"tokenizer {type(self.tokenizer).__name__} merges the template marker "
+                    f"{anchor!r} with the text after it, so targets cannot be tokenized in "
+                    "context; choose a PromptTemplate whose markers end with a character that "
+                    "never merges (such as ':')"
+                )
+        return [list(ids[n:]) for ids in encoded]
 
     # -- public encodings ---------------------------------------------------------------------
 
@@ -165,12 +188,19 @@ class Renderer:
         Tokenized in one piece after the prompt's anchor, then closed with the EOS id (an id,
         never text, so a passage can not be a token-prefix of another).
         """
+        return self.encode_targets([(title, text)])[0]
+
+    def encode_targets(self, passages: Sequence[tuple[str, str]]) -> list[EncodedTarget]:
+        """``encode_target`` of many ``(title, text)`` pairs, tokenized in batches."""
         template = self.template
-        ids = self._encode_after(template.anchor, template.target_text(title, text))
-        title_text = template.title_segment_text(title)
-        title_length = 0
-        if title_text:
-            title_ids = self._encode_after(template.anchor, title_text)
+        anchor = template.anchor
+        whole = self._encode_all_after(anchor, [template.target_text(t, x) for t, x in passages])
+        # Passages of one article share a title: each distinct title is tokenized once.
+        title_texts = sorted({template.title_segment_text(t) for t, _ in passages} - {""})
+        titles = dict(zip(title_texts, self._encode_all_after(anchor, title_texts), strict=True))
+        targets = []
+        for (title, _), ids in zip(passages, whole, strict=True):
+            title_ids = titles.get(template.title_segment_text(title), [])
             # The title segment ends with ':' and the passage starts with a space, so the
             # tokens of the segment are a prefix of the whole target's tokens.
             if ids[: len(title_ids)] != title_ids:
@@ -178,8 +208,8 @@ class Renderer:
                     f"tokenizer {type(self.tokenizer).__name__} merges the content marker "
                     f"{template.content_marker!r} with the passage text"
                 )
-            title_length = len(title_ids)
-        return EncodedTarget(ids=(*ids, self.eos_id), title_length=title_length)
+            targets.append(EncodedTarget(ids=(*ids, self.eos_id), title_length=len(title_ids)))
+        return targets
 
     def answer_ids(self, answer: str) -> list[int]:
         """Ids of `` {answer}<eos>`` as tokenized after the answer marker."""

@@ -20,6 +20,7 @@ from selfretrieval_integrations import (
     RetrievalConfig,
     SelfRetrievalModel,
 )
+from selfretrieval_integrations.artifact import resolve
 from selfretrieval_integrations.retrieval import Fusion, TrieConstraint
 
 from ..index.helpers import children, depth_of, label_of
@@ -241,7 +242,7 @@ def test_save_load_roundtrip(model, saved):
         a = [(r.passage_id, round(r.score, 4)) for r in model.retrieve(query, k=4)]
         b = [(r.passage_id, round(r.score, 4)) for r in loaded.retrieve(query, k=4)]
         assert a == b
-    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest = json.loads((resolve(saved)[0] / "manifest.json").read_text())
     for key in (
         "schema_version",
         "library_versions",
@@ -264,21 +265,22 @@ def test_save_replaces_atomically(model, saved, tmp_path):
 
 
 def _copy(saved, tmp_path):
+    """A copy of the artifact, and the folder of its current generation (to damage)."""
     target = tmp_path / "copy"
     shutil.copytree(saved, target)
-    return target
+    return target, resolve(target)[0]
 
 
 def test_missing_file(saved, tmp_path):
-    target = _copy(saved, tmp_path)
-    (target / "store" / "passages.jsonl").unlink()
+    target, current = _copy(saved, tmp_path)
+    (current / "store" / "passages.jsonl").unlink()
     with pytest.raises(ArtifactError, match="missing"):
         SelfRetrievalModel.from_pretrained(target)
 
 
 def test_corrupted_file(saved, tmp_path):
-    target = _copy(saved, tmp_path)
-    path = target / "store" / "passages.jsonl"
+    target, current = _copy(saved, tmp_path)
+    path = current / "store" / "passages.jsonl"
     data = bytearray(path.read_bytes())
     data[10] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -287,10 +289,10 @@ def test_corrupted_file(saved, tmp_path):
 
 
 def test_newer_schema(saved, tmp_path):
-    target = _copy(saved, tmp_path)
-    manifest = json.loads((target / "manifest.json").read_text())
+    target, current = _copy(saved, tmp_path)
+    manifest = json.loads((current / "manifest.json").read_text())
     manifest["schema_version"] = 99
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    (current / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="upgrade"):
         SelfRetrievalModel.from_pretrained(target)
 
@@ -301,16 +303,16 @@ def test_not_an_artifact(tmp_path):
 
 
 def test_tokenizer_mismatch(saved, tmp_path, tiny_sp_tokenizer):
-    target = _copy(saved, tmp_path)
-    shutil.rmtree(target / "tokenizer")
-    tiny_sp_tokenizer.save_pretrained(target / "tokenizer")
+    target, current = _copy(saved, tmp_path)
+    shutil.rmtree(current / "tokenizer")
+    tiny_sp_tokenizer.save_pretrained(current / "tokenizer")
     with pytest.raises(ArtifactError, match="tokenizer"):
         SelfRetrievalModel.from_pretrained(target, verify=False)
-    manifest = json.loads((target / "manifest.json").read_text())
+    manifest = json.loads((current / "manifest.json").read_text())
     from selfretrieval_integrations.base_models import tokenizer_fingerprint
 
     manifest["tokenizer_fingerprint"] = tokenizer_fingerprint(tiny_sp_tokenizer)
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    (current / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="trie"):
         SelfRetrievalModel.from_pretrained(target, verify=False)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
 
 from selfretrieval_integrations import SelfRetrievalModel
+from selfretrieval_integrations.artifact import read_manifest
 
 SCRIPT = textwrap.dedent(
     """
@@ -46,6 +46,6 @@ def test_two_process_training(tmp_path):
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     assert manifest["training"]["world_size"] == 2
     assert len(SelfRetrievalModel.from_pretrained(out).retrieve("topic", k=3)) == 3

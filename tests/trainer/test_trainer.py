@@ -17,6 +17,7 @@ from selfretrieval_trainer.updates import add_documents, delete_documents
 from typer.testing import CliRunner
 
 from selfretrieval_integrations import Corpus, CorpusError, Document, SelfRetrievalModel
+from selfretrieval_integrations.artifact import read_manifest
 from selfretrieval_integrations.cli import app
 from selfretrieval_integrations.corpus import (
     load_beir_qrels,
@@ -38,7 +39,7 @@ def trained(tmp_path_factory):
 
 def test_indexing_only_training_writes_a_loadable_artifact(trained):
     out, model = trained
-    summary = json.loads((out / "manifest.json").read_text())["training"]
+    summary = read_manifest(out)["training"]
     for key in (
         "examples",
         "tokens_trained",
@@ -48,7 +49,7 @@ def test_indexing_only_training_writes_a_loadable_artifact(trained):
     ):
         assert summary[key] is not None, key
     assert summary["examples"] > 0 and summary["tokens_trained"] > 0
-    assert json.loads((out / "manifest.json").read_text())["weights"] == "lora"
+    assert read_manifest(out)["weights"] == "lora"
     loaded = SelfRetrievalModel.from_pretrained(out, device="cpu", dtype="float32")
     assert [r.passage_id for r in loaded.retrieve("item", k=3)] == [
         r.passage_id for r in model.retrieve("item", k=3)
@@ -91,7 +92,7 @@ def test_one_passage_corpus_and_full_finetune(tmp_path):
     config = TrainingConfig(epochs=1, full_finetune=True, save_steps=1000)
     model = train("tiny", DOCS[:1], tmp_path / "one", config=config, show_progress=False)
     assert [r.passage_id for r in model.retrieve("anything", k=5)] == ["doc0#0"]
-    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    manifest = read_manifest(tmp_path / "one")
     assert manifest["weights"] == "full"
 
 
@@ -194,6 +195,22 @@ def test_add_and_delete_documents(trained, tmp_path):
         delete_documents(out, ["missing-id"])
     with pytest.raises(CorpusError, match="empty"):
         delete_documents(out, [f"doc{i}" for i in range(1, 6)])
+
+
+def test_a_loaded_models_add_is_seen_by_its_next_query_and_after_refresh(trained, tmp_path):
+    import shutil
+
+    out = tmp_path / "artifact"
+    shutil.copytree(trained[0], out)
+    model = SelfRetrievalModel.from_pretrained(out)
+    other = SelfRetrievalModel.from_pretrained(out)
+    new = [Document(id="new2", title="Novel", text="Another new fact about tides.")]
+    assert model.add_documents(new, config=FAST, show_progress=False) == 1
+    assert model.generation == other.generation + 1
+    assert model.retrieve("tides", k=1, filter={"doc_id": "new2"})
+    assert other.refresh() is True  # new weights too: reloaded whole
+    assert other.retrieve("tides", k=1, filter={"doc_id": "new2"})
+    assert other.model is not model.model
 
 
 def test_cli_train_search_info_delete(tmp_path):
