@@ -7,6 +7,7 @@ from .files import link_or_copy, load_json, save_json
 from .generations import current_generation, generation_dir, new_generation, resolve
 from .layout import (
     ADAPTER_DIR,
+    KEYS_DIR,
     MANIFEST_FILE,
     MODEL_DIR,
     STORE_DIR,
@@ -22,6 +23,7 @@ from .manifest import history_entry, read_manifest, verify_files, write_manifest
 
 __all__ = [
     "ADAPTER_DIR",
+    "KEYS_DIR",
     "MANIFEST_FILE",
     "MODEL_DIR",
     "STORE_DIR",

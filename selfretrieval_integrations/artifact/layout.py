@@ -7,6 +7,7 @@ Layout::
     model/ | adapter/      full weights (safetensors) or a peft LoRA adapter over base_model
     trie/                  marisa trie + memory-mapped node arrays + fingerprint.json
     store/                 passages.jsonl + passages.offsets.npy
+    keys/                  the token ids of every trie key (written by deletes; optional)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 TRIE_DIR = "trie"
 STORE_DIR = "store"
+KEYS_DIR = "keys"
 TRIE_FINGERPRINT_FILE = "fingerprint.json"
 WEIGHT_DIRS = (TOKENIZER_DIR, MODEL_DIR, ADAPTER_DIR)
 """The folders a change of corpus leaves as they are (hard-linked into the new version)."""

@@ -7,6 +7,7 @@ child slices the same way the trie does.
 
 from .bm25 import BM25Index
 from .filters import MISSING, Filter, compile_filter, filter_mask, passage_field
+from .keys import PassageKeys
 from .store import PassageStore
 from .trie import PassageTrie
 from .trie_layout import END_TOKEN, MAX_TOKEN_ID, concat_ranges
@@ -17,6 +18,7 @@ __all__ = [
     "MISSING",
     "BM25Index",
     "Filter",
+    "PassageKeys",
     "PassageStore",
     "PassageTrie",
     "compile_filter",

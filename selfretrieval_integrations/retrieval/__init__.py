@@ -5,7 +5,14 @@ from .assessment import AssessmentConfig, SelfAssessor
 from .constraints import TrieConstraint
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats
 from .fusion import Candidates, Fusion, fuse_scores, rank_candidates
-from .model import RetrievalConfig, RetrievalResult, SelfRetrievalModel, as_corpus, build_trie
+from .model import (
+    RetrievalConfig,
+    RetrievalResult,
+    SelfRetrievalModel,
+    as_corpus,
+    build_trie,
+    passage_keys,
+)
 from .rendering import IGNORE_INDEX, EncodedExample, EncodedTarget, PromptTemplate, Renderer
 from .reranking import RerankConfig, RerankMethod, rerank, rerank_by_relevance
 from .updates import delete_documents, remaining_passages
@@ -33,6 +40,7 @@ __all__ = [
     "build_trie",
     "delete_documents",
     "fuse_scores",
+    "passage_keys",
     "rank_candidates",
     "remaining_passages",
     "rerank",

@@ -22,7 +22,13 @@ from selfretrieval_integrations.base_models import (
 )
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
 from selfretrieval_integrations.errors import ArtifactError, QueryError
-from selfretrieval_integrations.index import Filter, PassageStore, PassageTrie, filter_mask
+from selfretrieval_integrations.index import (
+    Filter,
+    PassageKeys,
+    PassageStore,
+    PassageTrie,
+    filter_mask,
+)
 from selfretrieval_integrations.training import load_trainer
 from selfretrieval_integrations.validation import checked_int
 
@@ -718,6 +724,19 @@ def build_trie(
     show_progress: bool = False,
 ) -> PassageTrie:
     """The trie over the rendered targets of ``corpus`` (the same ids the trainer teaches)."""
+    return passage_keys(tokenizer, template, corpus, show_progress=show_progress).trie(
+        show_progress=show_progress
+    )
+
+
+def passage_keys(
+    tokenizer: Any,
+    template: PromptTemplate,
+    corpus: Iterable[Passage],
+    *,
+    show_progress: bool = False,
+) -> PassageKeys:
+    """The token ids of every passage's target, tokenized in batches: what the trie is built of."""
     renderer = Renderer(tokenizer, template)
     passages = list(corpus)
     batches: Iterable[int] = range(0, len(passages), _TOKENIZE_BATCH)
@@ -732,6 +751,4 @@ def build_trie(
             [(p.title, p.text) for p in passages[start : start + _TOKENIZE_BATCH]]
         )
     ]
-    return PassageTrie.build(
-        [t.ids for t in targets], [t.title_length for t in targets], show_progress=show_progress
-    )
+    return PassageKeys.from_keys([t.ids for t in targets], [t.title_length for t in targets])

@@ -15,7 +15,7 @@ from selfretrieval_integrations import artifact
 from selfretrieval_integrations.base_models import tokenizer_fingerprint
 from selfretrieval_integrations.corpus import Corpus, Passage
 from selfretrieval_integrations.errors import CorpusError
-from selfretrieval_integrations.index import PassageStore
+from selfretrieval_integrations.index import PassageKeys, PassageStore
 
 from .rendering import PromptTemplate
 
@@ -25,6 +25,11 @@ def remaining_passages(passages: Sequence[Passage], ids: Iterable[str]) -> list[
 
     Unknown ids raise ``CorpusError`` (nothing is changed), as does emptying the corpus.
     """
+    return [passages[i] for i in remaining_indices(passages, ids)]
+
+
+def remaining_indices(passages: Sequence[Passage], ids: Iterable[str]) -> list[int]:
+    """The positions of ``remaining_passages``."""
     ids = [ids] if isinstance(ids, str) else list(dict.fromkeys(ids))
     if not ids:
         raise CorpusError("give at least one document or passage id to delete")
@@ -36,7 +41,7 @@ def remaining_passages(passages: Sequence[Passage], ids: Iterable[str]) -> list[
             f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}"
         )
     drop = set(ids)
-    kept = [p for p in passages if p.doc_id not in drop and p.id not in drop]
+    kept = [i for i, p in enumerate(passages) if p.doc_id not in drop and p.id not in drop]
     if not kept:
         raise CorpusError(
             "deleting these ids would leave the corpus empty; delete the artifact folder instead"
@@ -59,7 +64,7 @@ def delete_documents(
     """
     from transformers import AutoTokenizer
 
-    from .model import build_trie  # the model module uses this one: imported when called
+    from .model import passage_keys  # the model module uses this one: imported when called
 
     path = Path(path)
     ids = [ids] if isinstance(ids, str) else list(dict.fromkeys(ids))
@@ -68,11 +73,18 @@ def delete_documents(
         # The weights are linked into the new generation untouched: only the index is checked.
         manifest = artifact.read_manifest(current, verify=True, verify_weights=False)
         passages = list(PassageStore.load(current / artifact.STORE_DIR))
-        kept = remaining_passages(passages, ids)
+        indices = remaining_indices(passages, ids)
+        kept = [passages[i] for i in indices]
         corpus = Corpus.from_passages(kept)
         tokenizer = AutoTokenizer.from_pretrained(current / artifact.TOKENIZER_DIR)
         template = PromptTemplate.from_dict(manifest.get("prompt_template", {}))
-        trie = build_trie(tokenizer, template, corpus, show_progress=show_progress)
+        # The keys a previous delete saved spare tokenizing the corpus again (the trie is the same).
+        keys = PassageKeys.load(current / artifact.KEYS_DIR)
+        if keys is None or len(keys) != len(passages):
+            keys = passage_keys(tokenizer, template, passages, show_progress=show_progress)
+        keys = keys.subset(indices)
+        trie = keys.trie(show_progress=show_progress)
+        keys.save(new / artifact.KEYS_DIR)
         removed = len(passages) - len(kept)
         for folder in artifact.WEIGHT_DIRS:
             if (current / folder).is_dir():

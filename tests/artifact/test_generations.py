@@ -27,7 +27,7 @@ from selfretrieval_integrations.artifact import (
     resolve,
     writer_lock,
 )
-from selfretrieval_integrations.retrieval import Fusion
+from selfretrieval_integrations.retrieval import Fusion, build_trie
 
 GEN_ONLY = RetrievalConfig(fusion=Fusion.GENERATION)
 FACTS = [
@@ -83,6 +83,17 @@ def test_each_write_is_a_new_generation_and_the_pointer_names_it(art):
     weights = sorted((generation_dir(art, 2) / "model").iterdir())
     assert weights and all(p.stat().st_nlink >= 2 for p in weights)
     assert _numbers(art) == [1, 2]  # the previous generation is kept
+
+
+def test_a_delete_rebuilds_the_trie_a_fresh_build_gives_from_saved_keys(art, model):
+    delete_documents(art, ["d0"])  # tokenizes once and saves the keys
+    assert (resolve(art)[0] / "keys" / "tokens.npy").is_file()
+    delete_documents(art, ["d3"])  # from the saved keys
+    loaded = SelfRetrievalModel.from_pretrained(art)
+    kept = [p for p in _passages() if p.doc_id not in {"d0", "d3"}]
+    fresh = build_trie(model.tokenizer, model.template, kept)
+    for name in ("child_start", "child_code", "child_node", "label_code", "leaf_passages"):
+        assert getattr(loaded.trie, name).tolist() == getattr(fresh, name).tolist(), name
 
 
 def test_old_generations_are_removed_after_the_retention_time(art, monkeypatch):
