@@ -10,7 +10,9 @@ from selfretrieval_integrations.retrieval import IGNORE_INDEX, PromptTemplate
 TEMPLATE = PromptTemplate()
 
 
-def build_full(renderer, q, seed=0):
+def build_full(renderer, q, seed=0, mix=None):
+    """The quickstart's training set with queries, qrels and answers (mixed negatives unless
+    ``mix`` says otherwise)."""
     return build_training_set(
         renderer,
         q["corpus"],
@@ -18,7 +20,7 @@ def build_full(renderer, q, seed=0):
         queries=q["queries"],
         qrels=q["qrels"],
         answers=q["answers"],
-        mix=MixConfig(negatives="mixed", n_negatives=2, seed=seed),
+        mix=mix or MixConfig(negatives="mixed", n_negatives=2, seed=seed),
     )
 
 

@@ -41,15 +41,7 @@ def test_build_stats(full_set):
 def test_answer_repeats(renderer, quickstart, answer_repeats, answers, positives):
     q = quickstart
     mix = MixConfig(supervised_repeats=2, answer_repeats=answer_repeats, n_negatives=1)
-    kinds = build_training_set(
-        renderer,
-        q["corpus"],
-        q["trie"],
-        queries=q["queries"],
-        qrels=q["qrels"],
-        answers=q["answers"],
-        mix=mix,
-    ).stats["kinds"]
+    kinds = build_full(renderer, q, mix=mix).stats["kinds"]
     assert kinds["supervised"] == 160  # still repeated twice
     assert kinds.get("answer", 0) == answers
     # without answer examples, the relevant passages become affirmation positives
