@@ -1,0 +1,109 @@
+"""Teacher-forced log-probabilities of continuations after a shared prefix, in batches.
+
+Self-assessment (the refusal after a passage), the generation score of a passage that the beams
+did not reach (its trie key after the query) and query likelihood all ask the same question:
+how likely are these target tokens after this prefix and this context? The prefix (the query's
+prompt) is encoded once and its key/value cache shared by every row of a batch; rows are padded on
+the left so every target ends its row, and only the target positions get logits.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfretrieval_integrations.base_models import cache_kwarg, logits_to_keep_kwarg
+
+
+class ContinuationScorer:
+    """Log-probability of each target token of ``(context, target)`` rows after one prefix."""
+
+    def __init__(self, model: Any, pad_token_id: int, batch_size: int = 16) -> None:
+        self.model = model
+        self.pad_token_id = int(pad_token_id)
+        self.batch_size = batch_size
+        self._cache_kwarg = cache_kwarg(model)
+        self._logits_kwarg = logits_to_keep_kwarg(model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _keep(self, n: int) -> dict[str, int]:
+        return {self._logits_kwarg: n} if self._logits_kwarg else {}
+
+    def token_logprobs(
+        self, prefix: Sequence[int], rows: Sequence[tuple[Sequence[int], Sequence[int]]]
+    ) -> list[np.ndarray]:
+        """``log P(target_t | prefix, context, target_<t)`` for every row's target tokens."""
+        if not rows:
+            return []
+        if not prefix:
+            raise ValueError("the prefix must hold at least one token")
+        if any(not target for _, target in rows):
+            raise ValueError("every row needs at least one target token")
+        from transformers import DynamicCache
+
+        # A row without context predicts its first target token from the prefix's last position:
+        # that position then goes into the rows instead of the cache.
+        prefix = list(prefix)
+        carried: list[int] = [] if all(context for context, _ in rows) else prefix[-1:]
+        cached = prefix[: len(prefix) - len(carried)]
+        device = self.device
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            prefix_cache = DynamicCache()
+            self.model(
+                input_ids=torch.as_tensor([cached], dtype=torch.long, device=device),
+                **{self._cache_kwarg: prefix_cache},
+                use_cache=True,
+                **self._keep(1),
+            )
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                out.extend(self._batch(prefix_cache, len(cached), carried, batch))
+        return out
+
+    def _batch(
+        self,
+        prefix_cache: Any,
+        cached: int,
+        carried: list[int],
+        batch: Sequence[tuple[Sequence[int], Sequence[int]]],
+    ) -> list[np.ndarray]:
+        device = self.device
+        chunks = [[*carried, *context, *target[:-1]] for context, target in batch]
+        keep = max(len(target) for _, target in batch)
+        width = max(len(c) for c in chunks)
+        n = len(batch)
+        ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        real = torch.zeros((n, width), dtype=torch.long)
+        positions = torch.full((n, width), cached, dtype=torch.long)
+        targets = torch.full((n, keep), self.pad_token_id, dtype=torch.long)
+        for row, (chunk, (_, target)) in enumerate(zip(chunks, batch, strict=True)):
+            pad = width - len(chunk)
+            ids[row, pad:] = torch.as_tensor(chunk)
+            real[row, pad:] = 1
+            positions[row, pad:] = cached + torch.arange(len(chunk))
+            targets[row, keep - len(target) :] = torch.as_tensor(list(target))
+        ids, real, positions = ids.to(device), real.to(device), positions.to(device)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(n)
+        attention = torch.cat(
+            [torch.ones((n, cached), dtype=torch.long, device=device), real], dim=1
+        )
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=attention,
+            position_ids=positions,
+            **{self._cache_kwarg: cache},
+            use_cache=True,
+            **self._keep(keep),
+        ).logits[:, -keep:]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        picked = logp.gather(-1, targets.to(device)[..., None])[..., 0].double().cpu().numpy()
+        return [picked[row, keep - len(target) :] for row, (_, target) in enumerate(batch)]
