@@ -88,9 +88,16 @@ def make_data(slice_name: str, out: Path, source: Path = DEFAULT_SOURCE) -> dict
     return info
 
 
+def write_qrels(path: Path, qrels: dict[str, dict[str, int]]) -> None:
+    """A BEIR qrels file (the held-out fold of the training questions)."""
+    lines = ["query-id\tcorpus-id\tscore"]
+    lines += [f"{q}\t{d}\t{r}" for q, docs in qrels.items() for d, r in docs.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
     """Train SmolLM2 (or ``--base-model``) on the slice's corpus and train questions."""
-    from selfretrieval_trainer.data import MixConfig, answers_from_metadata
+    from selfretrieval_trainer.data import MixConfig, answers_from_metadata, split_validation
     from selfretrieval_trainer.train import TrainingConfig, train
 
     from selfretrieval_integrations.corpus import (
@@ -108,6 +115,7 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
         lora_alpha=2 * args.lora_rank,
         lora_dropout=args.lora_dropout,
         save_steps=25,
+        validation_fraction=args.validation_fraction,
         mix=MixConfig(
             supervised_repeats=args.supervised_repeats,
             answer_repeats=args.answer_repeats,
@@ -115,13 +123,18 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
             indexing=not args.no_indexing,
         ),
     )
+    # The trainer holds these questions out itself (same function, same seed) and fits the
+    # fusion weights on them; the file lets quality_study.py run the same questions.
+    qrels = load_beir_qrels(data, "train")
+    _, held_out = split_validation(qrels, args.validation_fraction, 0)
+    write_qrels(data / "qrels" / "validation.tsv", held_out)
     started = time.perf_counter()
     train(
         args.base_model,
         load_corpus(data),
         out,
         queries=None if args.indexing_only else load_beir_queries(data),
-        qrels=None if args.indexing_only else load_beir_qrels(data, "train"),
+        qrels=None if args.indexing_only else qrels,
         answers=None
         if args.indexing_only
         else answers_from_metadata(load_beir_query_metadata(data)),
@@ -172,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument(
         "--questions", type=int, default=200, help="a seeded sample of test questions (0: all)"
     )
+    run_cmd.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="training questions held out of training (qrels/validation.tsv), on which fusion "
+        "weights are fitted",
+    )
+    run_cmd.add_argument("--skip-eval", action="store_true", help="train only")
     run_cmd.add_argument("--rerank-depth", type=int, default=20)
     run_cmd.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -187,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     artifact = args.artifact or workdir / "model"
     if not args.skip_train:
         train_seconds = train_artifact(data, artifact, args)
+        print(f"trained in {train_seconds:.0f} s: {artifact}")
+    if args.skip_eval:
+        return 0
     from selfretrieval_integrations.evaluation import EvaluationConfig, evaluate, write_report
 
     started = time.perf_counter()

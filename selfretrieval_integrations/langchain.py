@@ -287,8 +287,10 @@ class SelfReranker(BaseDocumentCompressor):
 
     Returns copies of the best ``top_n`` documents with ``metadata["relevance_score"]`` (the
     score that ordered them) and ``metadata["self_assessment"]`` (the model's relevance in [0, 1));
-    the input documents are not modified. The input order is taken as the first-stage ranking
-    (``RerankConfig(method="rrf")`` fuses it with the assessment; ``"assessment"`` ignores it).
+    the input documents are not modified. The input order is the first stage (LangChain
+    documents carry no common score): ``convex`` (the default) fuses its ranks with the model's
+    generation score and relevance, ``rrf`` its ranks with the relevance ranks; ``assessment``
+    ignores it.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)

@@ -388,7 +388,7 @@ class SelfReranker(BaseNodePostprocessor):
 
     Returns new ``NodeWithScore`` objects (same nodes, new scores) for the best ``top_n``; emits
     LlamaIndex's ``ReRankStartEvent`` / ``ReRankEndEvent`` and a ``RERANKING`` callback event.
-    The input order is taken as the first-stage ranking (see ``RerankConfig``).
+    The input order and the nodes' scores are the first stage (see ``RerankConfig``).
     """
 
     top_n: int | None = Field(default=3, description="Nodes to keep (None keeps all).")
@@ -466,8 +466,15 @@ class SelfReranker(BaseNodePostprocessor):
                 )
                 for n in nodes
             ]
+            # LlamaIndex scores are "higher is better"; a node without one makes the first
+            # stage's order stand in for all of them.
             ranked = rerank(
-                self._model, query_bundle.query_str, pairs, top_n=self.top_n, config=self.config
+                self._model,
+                query_bundle.query_str,
+                pairs,
+                scores=[n.score for n in nodes],
+                top_n=self.top_n,
+                config=self.config,
             )
             reranked = [NodeWithScore(node=nodes[r.index].node, score=r.score) for r in ranked]
             event.on_end(payload={EventPayload.NODES: reranked})

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,25 @@ from selfretrieval_integrations.retrieval import (
     SelfRetrievalModel,
     as_corpus,
     build_trie,
+    fit_hybrid,
+    save_retrieval_config,
 )
 
 from .collation import ExampleDataset, PackingCollator, packing_supported
 from .config import TrainingConfig, TrainingError
-from .data import TrainingSet, build_training_set
+from .data import TrainingSet, build_training_set, split_validation
 from .loss import trainer_class
 
 # TrainingConfig and TrainingError live in config.py; they stay importable from here.
-__all__ = ["TrainingConfig", "TrainingError", "TrainingRun", "fit", "save_artifact", "train"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingError",
+    "TrainingRun",
+    "fit",
+    "fit_fusion_weights",
+    "save_artifact",
+    "train",
+]
 
 
 def _training_arguments(
@@ -267,11 +277,14 @@ def train(
         base_name = None
     trie = build_trie(tokenizer, template, corpus, show_progress=show_progress)
     renderer = Renderer(tokenizer, template)
+    held_out: dict[str, dict[str, int]] = {}
+    if qrels and config.validation_fraction > 0:
+        qrels, held_out = split_validation(qrels, config.validation_fraction, config.seed)
     training_set = build_training_set(
         renderer, corpus, trie, queries=queries, qrels=qrels, answers=answers, mix=config.mix
     )
     run = fit(model, tokenizer, training_set, config, checkpoint_dir, show_progress=show_progress)
-    return save_artifact(
+    trained = save_artifact(
         run,
         tokenizer,
         trie,
@@ -283,6 +296,27 @@ def train(
         out,
         history=[],
     )
+    if held_out and queries and config.fit_fusion:
+        fit_fusion_weights(trained, queries, held_out, show_progress=show_progress)
+    return trained
+
+
+def fit_fusion_weights(
+    model: SelfRetrievalModel,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    show_progress: bool = True,
+) -> SelfRetrievalModel:
+    """Fit the hybrid's and the SelfReranker's weights on held-out questions, and save them as
+    a new generation of the model's artifact (the model switches to it)."""
+    hybrid = fit_hybrid(model, queries, qrels, show_progress=show_progress)
+    config = replace(model.config, hybrid=hybrid)
+    if model.artifact_path is not None:
+        save_retrieval_config(model.artifact_path, config)
+        model.refresh()
+    model.config = config
+    return model
 
 
 def save_artifact(

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from selfretrieval_integrations.corpus import Passage
-from selfretrieval_integrations.extras import require
 
 
 class BM25Index:
     """A bm25s index over ``title + text`` of passages, ranked by passage index."""
 
     def __init__(self, passages: Sequence[Passage], *, stopwords: str | None = "en") -> None:
-        bm25s = require("bm25s", "train", "BM25")
+        import bm25s  # a core dependency (hybrid retrieval); imported when first needed
+
         self._bm25s = bm25s
         self.stopwords = stopwords
         self.size = len(passages)
@@ -29,6 +29,14 @@ class BM25Index:
         tokens = self._bm25s.tokenize(list(queries), stopwords=self.stopwords, show_progress=False)
         indices, scores = self.index.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         return np.asarray(indices), np.asarray(scores)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every passage for ``query`` (indexed by passage), for fusing with
+        scores of candidates that BM25 itself did not rank."""
+        tokens = self._bm25s.tokenize(
+            [query], stopwords=self.stopwords, show_progress=False, return_ids=False
+        )
+        return np.asarray(self.index.get_scores(tokens[0]), dtype=np.float64)
 
     def rank_of(self, query: str, passage_index: int) -> int:
         """1-based rank of one passage for ``query`` (over the whole corpus)."""

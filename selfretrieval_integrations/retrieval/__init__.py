@@ -3,7 +3,15 @@ decoder, self-assessment, score fusion, reranking, and ``SelfRetrievalModel`` ov
 
 from .assessment import AssessmentConfig, SelfAssessor
 from .constraints import TrieConstraint
+from .convex import (
+    HybridConfig,
+    RetrievalMode,
+    convex_scores,
+    fit_weights,
+    minmax,
+)
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats
+from .fitting import FitQuestion, fit_from_questions, fit_hybrid, save_retrieval_config
 from .fusion import Candidates, Fusion, fuse_scores, rank_candidates
 from .model import (
     RetrievalConfig,
@@ -14,7 +22,7 @@ from .model import (
     passage_keys,
 )
 from .rendering import IGNORE_INDEX, EncodedExample, EncodedTarget, PromptTemplate, Renderer
-from .reranking import RerankConfig, RerankMethod, rerank, rerank_by_relevance
+from .reranking import RerankConfig, RerankMethod, rerank, rerank_by_relevance, rerank_convex
 from .updates import delete_documents, remaining_passages
 
 __all__ = [
@@ -26,23 +34,33 @@ __all__ = [
     "DecodingStats",
     "EncodedExample",
     "EncodedTarget",
+    "FitQuestion",
     "Fusion",
+    "HybridConfig",
     "PromptTemplate",
     "Renderer",
     "RerankConfig",
     "RerankMethod",
     "RetrievalConfig",
+    "RetrievalMode",
     "RetrievalResult",
     "SelfAssessor",
     "SelfRetrievalModel",
     "TrieConstraint",
     "as_corpus",
     "build_trie",
+    "convex_scores",
     "delete_documents",
+    "fit_from_questions",
+    "fit_hybrid",
+    "fit_weights",
     "fuse_scores",
+    "minmax",
     "passage_keys",
     "rank_candidates",
     "remaining_passages",
     "rerank",
     "rerank_by_relevance",
+    "rerank_convex",
+    "save_retrieval_config",
 ]

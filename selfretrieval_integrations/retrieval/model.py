@@ -23,6 +23,7 @@ from selfretrieval_integrations.base_models import (
 from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, Passage
 from selfretrieval_integrations.errors import ArtifactError, QueryError
 from selfretrieval_integrations.index import (
+    BM25Index,
     Filter,
     PassageKeys,
     PassageStore,
@@ -33,6 +34,7 @@ from selfretrieval_integrations.training import load_trainer
 from selfretrieval_integrations.validation import checked_int
 
 from .assessment import AssessmentConfig, SelfAssessor
+from .convex import HybridConfig, RetrievalMode, convex_scores
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
 from .fusion import Candidates, Fusion, rank_candidates
 from .rendering import PromptTemplate, Renderer
@@ -53,9 +55,15 @@ class RetrievalConfig:
     max_query_tokens: int = 256
     """Longer queries are cut to their first this many tokens, with a warning (a pasted document
     or chat history must not cost minutes of CPU); questions are far shorter."""
+    mode: RetrievalMode = RetrievalMode.SELF
+    """``self``: the model's beams alone; ``hybrid``: the beams' passages and BM25's top
+    candidates, ranked by the convex fusion of ``hybrid``."""
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    """Candidate depth and fusion weights of the hybrid mode and of the convex SelfReranker."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fusion", Fusion(self.fusion))
+        object.__setattr__(self, "mode", RetrievalMode(self.mode))
         checked_int(self.max_query_tokens, "RetrievalConfig.max_query_tokens")
         if self.temperature <= 0:
             raise ValueError(f"RetrievalConfig.temperature must be > 0, got {self.temperature}")
@@ -63,6 +71,9 @@ class RetrievalConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["fusion"] = self.fusion.value
+        data["mode"] = self.mode.value
+        data["hybrid"]["weights"] = dict(self.hybrid.weights)
+        data["hybrid"]["rerank_weights"] = dict(self.hybrid.rerank_weights)
         return data
 
     @classmethod
@@ -76,6 +87,8 @@ class RetrievalConfig:
             fusion=Fusion(data.get("fusion", Fusion.LOGPROB)),
             temperature=float(data.get("temperature", 0.4)),
             max_query_tokens=int(data.get("max_query_tokens", cls.max_query_tokens)),
+            mode=RetrievalMode(data.get("mode", RetrievalMode.SELF)),
+            hybrid=HybridConfig(**known(HybridConfig, data.get("hybrid"))),
         )
 
 
@@ -93,6 +106,8 @@ class RetrievalResult:
     generation_logprob: float | None = None
     title_logprob: float | None = None
     relevance: float | None = None
+    bm25_score: float | None = None
+    """In hybrid mode, the passage's BM25 score (None otherwise)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,8 +174,14 @@ class SelfRetrievalModel:
         self.refresh_every: float | None = None
         """Seconds between automatic checks for a newer generation (None: only ``refresh()``)."""
         self._config_given = False
-        self._load_options: dict[str, Any] = {}
+        self._load_options: dict[str, Any] = {
+            "device": None,
+            "dtype": None,
+            "trust_remote_code": False,
+            "verify": True,
+        }
         self._checked_at = time.monotonic()
+        self._bm25: tuple[PassageStore, BM25Index] | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -531,7 +552,14 @@ class SelfRetrievalModel:
                     prompts, k, masks[start : start + batch_size]
                 )
                 stats.add(chunk_stats)
-                results.extend(self._rank(q, h, k) for q, h in zip(chunk, hyps, strict=True))
+                if self.config.mode is RetrievalMode.HYBRID:
+                    chunk_masks = masks[start : start + batch_size]
+                    results.extend(
+                        self._rank_hybrid(q, h, k, m)
+                        for q, h, m in zip(chunk, hyps, chunk_masks, strict=True)
+                    )
+                else:
+                    results.extend(self._rank(q, h, k) for q, h in zip(chunk, hyps, strict=True))
             self.last_stats = stats
         return results
 
@@ -581,6 +609,62 @@ class SelfRetrievalModel:
             for rank, i in enumerate(order[:k], start=1)
         ]
 
+    def bm25_index(self) -> BM25Index:
+        """BM25 over this model's passages, built on first use and again after the store changes
+        (a refresh or an update swaps the store; the index follows it)."""
+        with self.lock:
+            cached = self._bm25
+            if cached is None or cached[0] is not self.store:
+                cached = self._bm25 = (self.store, BM25Index(list(self.store)))
+            return cached[1]
+
+    def generation_scores(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Log-probability of the first ``HybridConfig.generation_tokens`` tokens of each
+        passage's trie key after ``query``: how strongly the model would generate it."""
+        tokens = self.config.hybrid.generation_tokens
+        query = self._bounded_query(query)
+        with self.lock:
+            logprobs = self.assessor.target_logprobs(query, pairs, tokens)
+        return np.array([float(lp.sum()) for lp in logprobs], dtype=np.float64)
+
+    def _rank_hybrid(
+        self, query: str, hyps: list[Hypothesis], k: int, mask: np.ndarray | None
+    ) -> list[RetrievalResult]:
+        """The beams' passages and BM25's best, ranked by the convex fusion of their scores."""
+        hybrid = self.config.hybrid
+        bm25 = self.bm25_index().scores(query)
+        if mask is not None:
+            bm25 = np.where(mask, bm25, -np.inf)
+        by_bm25 = [int(i) for i in np.argsort(-bm25, kind="stable")[: hybrid.bm25_depth]]
+        beams = [int(p) for h in hyps for p in h.passages]
+        union = list(dict.fromkeys([*beams, *(i for i in by_bm25 if np.isfinite(bm25[i]))]))
+        if not union:
+            return []
+        passages = [self.store[i] for i in union]
+        pairs = [(p.title, p.text) for p in passages]
+        features = {"bm25": bm25[union], "generation": self.generation_scores(query, pairs)}
+        relevance = None
+        if hybrid.weights["relevance"] > 0:
+            relevance = self.assessor.relevance(query, pairs)
+            features["relevance"] = relevance
+        scores = convex_scores(features, hybrid.weights)
+        order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i]))
+        return [
+            RetrievalResult(
+                passage_id=passages[i].id,
+                doc_id=passages[i].doc_id,
+                title=passages[i].title,
+                text=passages[i].text,
+                score=float(scores[i]),
+                rank=rank,
+                metadata=dict(passages[i].metadata),
+                generation_logprob=float(features["generation"][i]),
+                relevance=None if relevance is None else float(relevance[i]),
+                bm25_score=float(features["bm25"][i]),
+            )
+            for rank, i in enumerate(order[:k], start=1)
+        ]
+
     # -- assessment and answers -------------------------------------------------------------------
 
     def _as_pairs(
@@ -610,6 +694,15 @@ class SelfRetrievalModel:
         """
         self._maybe_refresh()
         query = self._bounded_query(query)
+        pairs = self.bounded_pairs(passages, stacklevel=3)
+        with self.lock:
+            return self.assessor.relevance(query, pairs)
+
+    def bounded_pairs(
+        self, passages: Sequence[Passage | str | tuple[str, str]], *, stacklevel: int = 2
+    ) -> list[tuple[str, str]]:
+        """``(title, text)`` of each passage, texts cut to ``AssessmentConfig.max_passage_tokens``
+        (with a warning)."""
         limit = self.config.assessment.max_passage_tokens
         pairs = []
         for title, text in self._as_pairs(passages):
@@ -619,11 +712,10 @@ class SelfRetrievalModel:
                     f"a passage was cut to its first {limit} tokens for assessment "
                     "(AssessmentConfig.max_passage_tokens)",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=stacklevel + 1,
                 )
             pairs.append((title, text))
-        with self.lock:
-            return self.assessor.relevance(query, pairs)
+        return pairs
 
     def answer(
         self,

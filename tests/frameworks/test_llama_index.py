@@ -169,7 +169,8 @@ def test_reranker_uses_rerank_emits_events_and_keeps_inputs(model, recorded_even
     debug = LlamaDebugHandler()
     reranker = SelfReranker(model, top_n=2, callback_manager=CallbackManager([debug]))
     out = reranker.postprocess_nodes(nodes, query_str="planets")
-    expected = rerank(model, "planets", [(n.node.metadata["title"], n.node.text) for n in nodes])
+    pairs = [(n.node.metadata["title"], n.node.text) for n in nodes]
+    expected = rerank(model, "planets", pairs, scores=[n.score for n in nodes])
     assert ids(out) == [nodes[r.index].node.node_id for r in expected[:2]]
     assert [n.score for n in out] == pytest.approx([r.score for r in expected[:2]])
     assert all(n.score == 1 for n in nodes)  # new NodeWithScore objects, inputs untouched

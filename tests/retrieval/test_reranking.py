@@ -9,21 +9,31 @@ from selfretrieval_integrations.errors import QueryError
 from selfretrieval_integrations.retrieval import (
     RerankConfig,
     RerankMethod,
+    RetrievalConfig,
     rerank,
     rerank_by_relevance,
+    rerank_convex,
 )
 
 
 class FixedAssessor:
-    """Stands in for SelfRetrievalModel: relevance is given per passage text."""
+    """Stands in for SelfRetrievalModel: relevance (and generation scores) given per text."""
 
-    def __init__(self, relevance: dict[str, float]) -> None:
+    def __init__(self, relevance: dict[str, float], generation: dict[str, float] | None = None):
         self.relevance = relevance
+        self.generation = generation or dict.fromkeys(relevance, 0.0)
+        self.config = RetrievalConfig()
         self.calls = 0
 
     def assess(self, query, passages):
         self.calls += 1
         return np.array([self.relevance[p if isinstance(p, str) else p[1]] for p in passages])
+
+    def bounded_pairs(self, passages):
+        return [("", p) if isinstance(p, str) else p for p in passages]
+
+    def generation_scores(self, query, pairs):
+        return np.array([self.generation[text] for _, text in pairs])
 
 
 def test_assessment_orders_by_relevance_and_keeps_input_order_on_ties():
@@ -38,16 +48,58 @@ def test_rrf_fuses_first_stage_rank_with_assessment_rank():
     out = rerank(model, "q", ["a", "b", "c", "d"], config=RerankConfig(method=RerankMethod.RRF))
     # a: 1/61 + 1/63, b: 1/62 + 1/61, c: 1/63 + 1/62, d: 1/64 + 1/64
     assert [r.index for r in out] == [1, 0, 2, 3]
-    weight_zero = rerank(model, "q", ["a", "b", "c"], config=RerankConfig(assessment_weight=0))
+    weight_zero = rerank(
+        model, "q", ["a", "b", "c"], config=RerankConfig(method="rrf", assessment_weight=0)
+    )
     assert [r.index for r in weight_zero] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("method", list(RerankMethod))
+@pytest.mark.parametrize("method", [RerankMethod.ASSESSMENT, RerankMethod.RRF])
 def test_known_relevance_is_ordered_as_rerank_orders_it(method):
     relevance = {"a": 0.3, "b": 0.9, "c": 0.3, "d": 0.6}
     config = RerankConfig(method=method)
     by_model = rerank(FixedAssessor(relevance), "q", list(relevance), config=config)
     assert rerank_by_relevance(np.array(list(relevance.values())), config) == by_model
+
+
+def test_convex_fuses_first_stage_scores_generation_and_relevance():
+    relevance = {"a": 0.1, "b": 0.9, "c": 0.5}
+    generation = {"a": -5.0, "b": -9.0, "c": -1.0}
+    model = FixedAssessor(relevance, generation)
+    only = {
+        "first_stage": {"first_stage": 1.0},
+        "generation": {"generation": 1.0},
+        "relevance": {"relevance": 1.0},
+    }
+    passages = list(relevance)
+    by = {
+        name: [r.index for r in rerank(model, "q", passages, scores=[3.0, 1.0, 2.0], config=c)]
+        for name, c in ((n, RerankConfig(weights=w)) for n, w in only.items())
+    }
+    assert by == {"first_stage": [0, 2, 1], "generation": [2, 0, 1], "relevance": [1, 2, 0]}
+    # Without scores the first stage's order stands in for them.
+    no_scores = rerank(model, "q", passages, config=RerankConfig(weights=only["first_stage"]))
+    assert [r.index for r in no_scores] == [0, 1, 2]
+    mixed = rerank_convex(
+        np.array([3.0, 1.0, 2.0]),
+        np.array([-5.0, -9.0, -1.0]),
+        np.array([0.1, 0.9, 0.5]),
+        {"first_stage": 0.5, "generation": 0.5, "relevance": 0.0},
+    )
+    # a: 0.5 * 1 + 0.5 * 0.5; b: 0; c: 0.5 * 0.5 + 0.5 * 1
+    assert [r.index for r in mixed] == [0, 2, 1]  # the tie keeps the first stage's order
+    assert [round(r.score, 6) for r in mixed] == [0.75, 0.75, 0.0]
+    with pytest.raises(QueryError, match="scores"):
+        rerank(model, "q", passages, scores=[1.0])
+
+
+def test_convex_weights_are_checked():
+    with pytest.raises(ValueError, match="unknown features"):
+        RerankConfig(weights={"bm25": 1.0})
+    with pytest.raises(ValueError, match="at least one"):
+        RerankConfig(weights={"relevance": 0.0})
+    with pytest.raises(ValueError, match="convex order"):
+        rerank_by_relevance(np.array([0.5]), RerankConfig())
 
 
 def test_top_n_and_empty_input():

@@ -26,6 +26,7 @@ from .queries import answers_from_metadata
 from .sentences import split_sentences
 from .supervised import supervised_examples
 from .targets import unique_depths
+from .validation import split_validation
 
 __all__ = [
     "MixConfig",
@@ -37,6 +38,7 @@ __all__ = [
     "indexing_examples",
     "replay_sample",
     "split_sentences",
+    "split_validation",
     "supervised_examples",
     "unique_depths",
 ]

@@ -1,0 +1,406 @@
+"""Which scores rank best: BM25, dense, Self-Retrieval, the hybrid and the rerankers, from one pass.
+
+``features`` runs a trained artifact once over the held-out training questions (``validation``)
+and the test questions, and saves, for every question, the union of its candidates (the beams'
+passages, BM25's top 20, dense's top 20) with every score the systems below need: BM25, dense
+cosine, the beams' generation log-probability, the teacher-forced log-probability of each
+candidate's first 64 trie-key tokens after the query, and the self-assessed relevance. ``report``
+then fits every convex fusion on the validation questions only (``convex.fit_weights``, the
+function the library fits with) and measures every system on the test questions with ranx and
+paired tests, so that no weight, depth or threshold ever sees a test question.
+
+Usage::
+
+    python benchmarks/quality_study.py features --workdir runs/squad-small-v
+    python benchmarks/quality_study.py report --workdir runs/squad-small-v \\
+        --output benchmarks/results/squad-small-quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GEN_TOKENS = (8, 16, 32, 64)
+DEPTH = 20
+K = 10
+
+
+def _judged(passage: Any, qrel_ids: set[str]) -> str:
+    return passage.id if passage.id in qrel_ids else passage.doc_id
+
+
+def features(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from selfretrieval_integrations.corpus import load_beir_qrels, load_beir_queries
+    from selfretrieval_integrations.evaluation.harness import select_questions
+    from selfretrieval_integrations.index import BM25Index, DenseIndex
+    from selfretrieval_integrations.retrieval import Fusion, SelfRetrievalModel
+
+    data = args.workdir / "data"
+    model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
+    by_generation = copy.copy(model)
+    by_generation.config = replace(model.config, fusion=Fusion.GENERATION)
+    passages = list(model.store)
+    bm25 = BM25Index(passages)
+    dense = DenseIndex(passages)
+    queries = load_beir_queries(data)
+    jobs: list[tuple[str, str, dict[str, int]]] = []
+    for split, limit in (("validation", None), ("test", args.questions)):
+        qrels = load_beir_qrels(data, split)
+        jobs += [(split, q, qrels[q]) for q in select_questions(qrels, limit, 0)]
+    out = args.workdir / "features.jsonl"
+    done = set()
+    if out.exists():
+        done = {json.loads(line)["qid"] for line in out.read_text().splitlines() if line}
+    with out.open("a", encoding="utf-8") as handle:
+        for split, qid, rel in tqdm([j for j in jobs if j[1] not in done], desc="features"):
+            qrel_ids = set(rel)
+            question = queries[qid]
+            timing: dict[str, float] = {}
+            started = time.perf_counter()
+            beams = by_generation.retrieve(question, k=K)
+            timing["decode_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            bm25_all = bm25.scores(question)
+            timing["bm25_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            dense_all = dense.scores([question])[0]
+            timing["dense_s"] = time.perf_counter() - started
+            bm25_top = np.argsort(-bm25_all, kind="stable")[:DEPTH]
+            dense_top = np.argsort(-dense_all, kind="stable")[:DEPTH]
+            beam_idx = [model.store.index_of(r.passage_id) for r in beams]
+            union = list(dict.fromkeys([*beam_idx, *map(int, bm25_top), *map(int, dense_top)]))
+            pairs = [(passages[i].title, passages[i].text) for i in union]
+            started = time.perf_counter()
+            with model.lock:
+                gen = model.assessor.target_logprobs(question, pairs, max(GEN_TOKENS))
+            timing["target_logprob_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            relevance = model.assess(question, pairs)
+            timing["assess_s"] = time.perf_counter() - started
+            timing["candidates"] = len(union)
+            bm25_rank = {int(i): r for r, i in enumerate(bm25_top, start=1)}
+            dense_rank = {int(i): r for r, i in enumerate(dense_top, start=1)}
+            beam_rank = {i: r for r, i in enumerate(beam_idx, start=1)}
+            candidates = []
+            for n, i in enumerate(union):
+                beam = beams[beam_rank[i] - 1] if i in beam_rank else None
+                candidates.append(
+                    {
+                        "index": i,
+                        "id": _judged(passages[i], qrel_ids),
+                        "title": passages[i].title,
+                        "beam_rank": beam_rank.get(i),
+                        "beam_logprob": None if beam is None else beam.generation_logprob,
+                        "title_logprob": None if beam is None else beam.title_logprob,
+                        "bm25": float(bm25_all[i]),
+                        "bm25_rank": bm25_rank.get(i),
+                        "dense": float(dense_all[i]),
+                        "dense_rank": dense_rank.get(i),
+                        "gen": [round(float(x), 5) for x in gen[n]],
+                        "relevance": float(relevance[n]),
+                    }
+                )
+            row = {
+                "qid": qid,
+                "split": split,
+                "relevant": sorted(d for d, v in rel.items() if v > 0),
+                "timing": timing,
+                "candidates": candidates,
+            }
+            handle.write(json.dumps(row) + "\n")
+            handle.flush()
+    return 0
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _gen(c: dict[str, Any], tokens: int) -> float:
+    return float(sum(c["gen"][:tokens]))
+
+
+def _pool(row: dict[str, Any], sources: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The candidates that ``sources`` (beams, bm25, dense) found, in union order."""
+    found = {
+        "beams": lambda c: c["beam_rank"] is not None and c["beam_rank"] <= K,
+        "bm25": lambda c: c["bm25_rank"] is not None,
+        "dense": lambda c: c["dense_rank"] is not None,
+    }
+    return [c for c in row["candidates"] if any(found[s](c) for s in sources)]
+
+
+def _features(pool: list[dict[str, Any]], names: tuple[str, ...], tokens: int) -> dict:
+    values: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == "generation":
+            values[name] = np.array([_gen(c, tokens) for c in pool])
+        elif name == "beam":
+            values[name] = np.array([c["beam_logprob"] for c in pool], dtype=np.float64)
+        elif name.endswith("_rank"):  # the first stage's rank alone, for callers without scores
+            values[name] = -np.array([c[name] for c in pool], dtype=np.float64)
+        elif name == "log_relevance":
+            values[name] = np.log(np.clip([c["relevance"] for c in pool], 1e-12, None))
+        else:
+            values[name] = np.array([c[name] for c in pool], dtype=np.float64)
+    return values
+
+
+def _ranked_ids(pool: list[dict[str, Any]], scores: np.ndarray) -> list[str]:
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return list(dict.fromkeys(pool[i]["id"] for i in order))[:K]
+
+
+class Convex:
+    """A convex fusion over one candidate pool, fitted on the validation rows."""
+
+    def __init__(self, sources: tuple[str, ...], names: tuple[str, ...]) -> None:
+        self.sources, self.names = sources, names
+        self.tokens = GEN_TOKENS[-1]
+        self.fitted: Any = None
+
+    def fit(self, rows: list[dict[str, Any]]) -> Convex:
+        from selfretrieval_integrations.retrieval.convex import fit_weights
+
+        best = None
+        for tokens in GEN_TOKENS if "generation" in self.names else (GEN_TOKENS[-1],):
+            questions = []
+            for row in rows:
+                pool = _pool(row, self.sources)
+                relevant = np.array([c["id"] in row["relevant"] for c in pool], dtype=bool)
+                questions.append((_features(pool, self.names, tokens), relevant))
+            fitted = fit_weights(questions, self.names)
+            if best is None or fitted.objective > best[1].objective + 1e-12:
+                best = (tokens, fitted)
+        assert best is not None
+        self.tokens, self.fitted = best
+        return self
+
+    def rank(self, row: dict[str, Any]) -> list[str]:
+        from selfretrieval_integrations.retrieval.convex import convex_scores
+
+        pool = _pool(row, self.sources)
+        if not pool:
+            return []
+        return _ranked_ids(
+            pool, convex_scores(_features(pool, self.names, self.tokens), self.fitted.weights)
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "pool": list(self.sources),
+            "features": list(self.names),
+            "gen_tokens": self.tokens if "generation" in self.names else None,
+            "fit": self.fitted.to_dict(),
+        }
+
+
+def _by(key: str, sources: tuple[str, ...]):
+    def rank(row: dict[str, Any]) -> list[str]:
+        pool = _pool(row, sources)
+        return _ranked_ids(pool, np.array([-(c[key] or 1e9) for c in pool]))
+
+    return rank
+
+
+def _today_self_retrieval(row: dict[str, Any]) -> list[str]:
+    """Today's default: beam log-probability + log(relevance) over the beams' passages."""
+    pool = sorted(_pool(row, ("beams",)), key=lambda c: c["beam_rank"])
+    scores = [c["beam_logprob"] + np.log(max(c["relevance"], 1e-12)) for c in pool]
+    return _ranked_ids(pool, np.array(scores))
+
+
+def _rrf(first: str):
+    """Today's SelfReranker: RRF (k=60) of the first-stage rank and the assessment rank."""
+
+    def rank(row: dict[str, Any]) -> list[str]:
+        pool = sorted(_pool(row, (first,)), key=lambda c: c[f"{first}_rank"])
+        rel = np.array([c["relevance"] for c in pool])
+        ranks = np.empty(len(pool))
+        ranks[np.argsort(-rel, kind="stable")] = np.arange(1, len(pool) + 1)
+        scores = 1 / (60 + np.arange(1, len(pool) + 1)) + 1 / (60 + ranks)
+        return _ranked_ids(pool, scores)
+
+    return rank
+
+
+def _assessment_only(first: str):
+    def rank(row: dict[str, Any]) -> list[str]:
+        pool = sorted(_pool(row, (first,)), key=lambda c: c[f"{first}_rank"])
+        return _ranked_ids(pool, np.array([c["relevance"] for c in pool]))
+
+    return rank
+
+
+def _fit_question(row: dict[str, Any]) -> Any:
+    """The library's fit input from one saved row (the beams' passages and BM25's top)."""
+    from selfretrieval_integrations.retrieval.fitting import FitQuestion
+
+    pool = _pool(row, ("beams", "bm25"))
+    return FitQuestion(
+        relevant=np.array([c["id"] in row["relevant"] for c in pool], dtype=bool),
+        in_bm25=np.array([c["bm25_rank"] is not None for c in pool], dtype=bool),
+        bm25=np.array([c["bm25"] for c in pool]),
+        token_logprobs=[np.array(c["gen"]) for c in pool],
+        relevance=np.array([c["relevance"] for c in pool]),
+    )
+
+
+def _library_hybrid(config: Any):
+    """The hybrid as ``SelfRetrievalModel`` ranks it, with the library's fitted ``config``."""
+    from selfretrieval_integrations.retrieval import convex_scores
+
+    def rank(row: dict[str, Any]) -> list[str]:
+        pool = _pool(row, ("beams", "bm25"))
+        features = {
+            "bm25": np.array([c["bm25"] for c in pool]),
+            "generation": np.array([_gen(c, config.generation_tokens) for c in pool]),
+            "relevance": np.array([c["relevance"] for c in pool]),
+        }
+        scores = convex_scores(features, config.weights)
+        order = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i]["index"]))
+        return list(dict.fromkeys(pool[i]["id"] for i in order))[:K]
+
+    return rank
+
+
+def _library_reranker(config: Any, first: str):
+    """The SelfReranker as ``rerank`` orders it (first-stage scores given), library weights."""
+    from selfretrieval_integrations.retrieval import rerank_convex
+
+    def rank(row: dict[str, Any]) -> list[str]:
+        pool = sorted(_pool(row, (first,)), key=lambda c: c[f"{first}_rank"])
+        order = rerank_convex(
+            np.array([c[first] for c in pool]),
+            np.array([_gen(c, config.generation_tokens) for c in pool]),
+            np.array([c["relevance"] for c in pool]),
+            config.rerank_weights,
+        )
+        return list(dict.fromkeys(pool[r.index]["id"] for r in order))[:K]
+
+    return rank
+
+
+def report(args: argparse.Namespace) -> int:
+    from selfretrieval_integrations.evaluation.metrics import latency, metrics_and_tests
+
+    rows = _load(args.workdir / "features.jsonl")
+    validation = [r for r in rows if r["split"] == "validation"]
+    test = [r for r in rows if r["split"] == "test"]
+    convex = {
+        "self-retrieval/convex": Convex(("beams",), ("beam", "relevance")),
+        "hybrid": Convex(("beams", "bm25"), ("bm25", "generation", "relevance")),
+        "hybrid/no-assessment": Convex(("beams", "bm25"), ("bm25", "generation")),
+        "bm25+self-reranker": Convex(("bm25",), ("bm25", "generation", "relevance")),
+        "bm25+self-reranker/assessment-only-fused": Convex(("bm25",), ("bm25", "relevance")),
+        "bm25+self-reranker/generation-only-fused": Convex(("bm25",), ("bm25", "generation")),
+        "bm25+self-reranker/by-rank": Convex(("bm25",), ("bm25_rank", "generation", "relevance")),
+        "dense+self-reranker/by-rank": Convex(
+            ("dense",), ("dense_rank", "generation", "relevance")
+        ),
+        "dense+self-reranker": Convex(("dense",), ("dense", "generation", "relevance")),
+        "hybrid+dense": Convex(
+            ("beams", "bm25", "dense"), ("bm25", "dense", "generation", "relevance")
+        ),
+    }
+    for system in convex.values():
+        system.fit(validation)
+    fixed = {
+        "bm25": _by("bm25_rank", ("bm25",)),
+        "dense": _by("dense_rank", ("dense",)),
+        "self-retrieval/today": _today_self_retrieval,
+        "self-retrieval/generation": _by("beam_rank", ("beams",)),
+        "bm25+self-reranker/rrf-today": _rrf("bm25"),
+        "bm25+self-reranker/assessment-today": _assessment_only("bm25"),
+        "dense+self-reranker/rrf-today": _rrf("dense"),
+        "dense+self-reranker/assessment-today": _assessment_only("dense"),
+    }
+    from selfretrieval_integrations.retrieval import HybridConfig
+    from selfretrieval_integrations.retrieval.fitting import fit_from_questions
+
+    library = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
+    fixed |= {
+        "hybrid/library-fit": _library_hybrid(library),
+        "bm25+self-reranker/library-fit": _library_reranker(library, "bm25"),
+        "dense+self-reranker/library-fit": _library_reranker(library, "dense"),
+    }
+    rankers = {**fixed, **{name: system.rank for name, system in convex.items()}}
+    qrels = {r["qid"]: {d: 1 for d in r["relevant"]} for r in test}
+    ranked = {name: {r["qid"]: rank(r) for r in test} for name, rank in rankers.items()}
+    metrics, tests = metrics_and_tests(qrels, ranked, "student")
+    keep = {
+        f"{a} vs {b}" for a in ("bm25", "dense", "self-retrieval/today") for b in rankers if a != b
+    }
+    tests = {
+        pair: {m: v for m, v in result.items() if m in ("hits@1", "mrr@5")}
+        for pair, result in tests.items()
+        if pair in keep
+    }
+    timing = {
+        stage: latency([r["timing"][stage] for r in test])
+        for stage in ("decode_s", "bm25_s", "dense_s", "target_logprob_s", "assess_s")
+    }
+    result = {
+        "dataset": str(args.workdir / "data"),
+        "questions": {"validation": len(validation), "test": len(test)},
+        "systems": metrics,
+        "fitted": {name: system.describe() for name, system in convex.items()},
+        "library_fit": {
+            "generation_tokens": library.generation_tokens,
+            "weights": library.weights,
+            "rerank_weights": library.rerank_weights,
+            "fitted": library.fitted,
+        },
+        "significance": tests,
+        "candidates_per_question": float(np.mean([r["timing"]["candidates"] for r in test])),
+        "pool_recall": {
+            "+".join(pool): float(
+                np.mean([any(c["id"] in r["relevant"] for c in _pool(r, pool)) for r in test])
+            )
+            for pool in (("beams",), ("bm25",), ("dense",), ("beams", "bm25"))
+        },
+        "stage_latency_ms": timing,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "command": " ".join(["python", "benchmarks/quality_study.py", *sys.argv[1:]]),
+    }
+    print(f"{'system':45s} hits@1  hits@5  mrr@5")
+    for name, m in metrics.items():
+        print(f"{name:45s} {m['hits@1']:.3f}  {m['hits@5']:.3f}  {m['mrr@5']:.3f}")
+    for name, system in convex.items():
+        print(name, json.dumps(system.describe()))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("features", "report"):
+        cmd = commands.add_parser(name)
+        cmd.add_argument("--workdir", type=Path, required=True)
+    commands.choices["features"].add_argument("--questions", type=int, default=200)
+    commands.choices["report"].add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    return features(args) if args.command == "features" else report(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""Convex fusion: a weighted sum of per-query normalised scores, with weights fitted on
+held-out questions.
+
+Bruch et al. (arXiv 2210.11934) show that a convex combination of min-max normalised lexical and
+semantic scores beats reciprocal-rank fusion once its one weight is tuned on a few queries, and
+that it degrades gracefully when the weight is off. RRF throws the scores away: a passage that
+both lists found jumps ahead however weak it is in each, which is how it lowered BM25 on SQuAD.
+Here the scores are BM25's, the model's generation log-probability of the passage and its
+self-assessed relevance (any subset, any other names), and the weights live in the artifact's
+manifest once fitted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """``values`` scaled to [0, 1] within one query; a constant column carries no signal (0)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    low, high = float(values.min()), float(values.max())
+    if high - low <= 1e-12:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def convex_scores(features: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """``sum_f weights[f] * minmax(features[f])`` over the features with a positive weight."""
+    used = {name: w for name, w in weights.items() if w > 0}
+    missing = sorted(set(used) - set(features))
+    if missing:
+        raise ValueError(f"fusion weights name features that were not computed: {missing}")
+    if not used:
+        raise ValueError("convex fusion needs at least one positive weight")
+    size = len(next(iter(features.values())))
+    total = np.zeros(size, dtype=np.float64)
+    for name, weight in used.items():
+        total += weight * minmax(features[name])
+    return total
+
+
+@dataclass(frozen=True)
+class FittedWeights:
+    """The weights a fit chose, the objective they reached and how many questions it used."""
+
+    weights: dict[str, float]
+    objective: float
+    questions: int
+    metric: str = "mrr@5"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "weights": self.weights,
+            "objective": round(self.objective, 4),
+            "questions": self.questions,
+            "metric": self.metric,
+        }
+
+
+def _mrr_at(scores: np.ndarray, relevant: np.ndarray, depth: int) -> float:
+    """Reciprocal rank of the first relevant candidate within ``depth`` (ties: input order).
+
+    The fit loop scores hundreds of weightings of the same questions; this is the one metric it
+    needs, in plain numpy. Reported metrics come from ranx in the evaluation."""
+    order = np.argsort(-scores, kind="stable")[:depth]
+    hits = np.flatnonzero(relevant[order])
+    return 1.0 / (hits[0] + 1) if len(hits) else 0.0
+
+
+def simplex_grid(names: Sequence[str], step: float) -> list[dict[str, float]]:
+    """Every weighting of ``names`` with weights on a ``step`` grid that sum to 1."""
+    n = round(1 / step)
+    if abs(n * step - 1) > 1e-9:
+        raise ValueError(f"step must divide 1, got {step}")
+    grid = []
+    for parts in itertools.product(range(n + 1), repeat=len(names) - 1):
+        if sum(parts) <= n:
+            last = n - sum(parts)
+            grid.append(
+                {name: round(k / n, 6) for name, k in zip(names, (*parts, last), strict=True)}
+            )
+    return grid
+
+
+def fit_weights(
+    questions: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]],
+    names: Sequence[str],
+    *,
+    step: float = 0.05,
+    depth: int = 5,
+) -> FittedWeights:
+    """The weighting of ``names`` with the best mean MRR@``depth`` over ``questions``.
+
+    Each question is ``(features, relevant)``: one score array per feature over its candidates
+    and a boolean array marking the relevant ones. Ties between weightings go to the first in
+    grid order. Questions with no relevant candidate cannot tell weightings apart and count 0.
+    """
+    if not questions:
+        raise ValueError("fitting fusion weights needs at least one question")
+    normed = [
+        ({name: minmax(features[name]) for name in names}, np.asarray(relevant, dtype=bool))
+        for features, relevant in questions
+    ]
+    best: tuple[float, dict[str, float]] | None = None
+    for weights in simplex_grid(names, step):
+        total = 0.0
+        for features, relevant in normed:
+            scores = sum(w * features[name] for name, w in weights.items())
+            total += _mrr_at(np.asarray(scores), relevant, depth)
+        objective = total / len(normed)
+        if best is None or objective > best[0] + 1e-12:
+            best = (objective, weights)
+    assert best is not None
+    return FittedWeights(best[1], best[0], len(normed), f"mrr@{depth}")
+
+
+class RetrievalMode(str, Enum):
+    """Where a query's candidates come from."""
+
+    SELF = "self"
+    """The model's own trie-constrained beams, ranked by ``RetrievalConfig.fusion``."""
+    HYBRID = "hybrid"
+    """The beams' passages together with BM25's top ``HybridConfig.bm25_depth``, ranked by the
+    convex fusion of BM25, generation and relevance scores (``HybridConfig.weights``)."""
+
+
+#: Feature names of the hybrid (and of the convex SelfReranker, whose first stage is the
+#: retriever that found the candidates).
+HYBRID_FEATURES = ("bm25", "generation", "relevance")
+RERANK_FEATURES = ("first_stage", "generation", "relevance")
+
+
+def checked_weights(weights: Mapping[str, float], names: Sequence[str], what: str) -> dict:
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"{what} has unknown features {unknown}; use {list(names)}")
+    values = {name: float(weights.get(name, 0.0)) for name in names}
+    if any(w < 0 for w in values.values()) or not any(w > 0 for w in values.values()):
+        raise ValueError(f"{what} must be >= 0 with at least one > 0, got {dict(weights)}")
+    return values
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Weights of hybrid retrieval and of the convex SelfReranker (saved in the manifest).
+
+    The defaults are the weights fitted on the SQuAD small slice's held-out training questions
+    (``benchmarks/RESULTS.md``); ``selfretrieval fit-fusion`` (or training with held-out
+    questions) fits them on an artifact's own questions and records the fit in ``fitted``.
+    """
+
+    bm25_depth: int = 20
+    """BM25 candidates added to the beams' passages."""
+    generation_tokens: int = 32
+    """Tokens of each candidate's trie key whose log-probability after the query is its
+    generation score (the start identifies a passage; the rest adds cost, little signal)."""
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {"bm25": 0.5, "generation": 0.3, "relevance": 0.2}
+    )
+    """Convex weights of the hybrid's ``bm25``, ``generation`` and ``relevance`` scores; a zero
+    weight skips computing that score (``relevance`` is the slow one)."""
+    rerank_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"first_stage": 0.5, "generation": 0.3, "relevance": 0.2}
+    )
+    """Convex weights of the SelfReranker's ``first_stage`` (the retriever's scores, or its
+    ranks when it gives none), ``generation`` and ``relevance`` scores."""
+    fitted: Mapping[str, object] | None = None
+    """What fitted the weights (questions, objective), or None for the defaults."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bm25_depth, int) or self.bm25_depth < 0:
+            raise ValueError(f"HybridConfig.bm25_depth must be an int >= 0, got {self.bm25_depth}")
+        if not isinstance(self.generation_tokens, int) or self.generation_tokens < 1:
+            raise ValueError(
+                f"HybridConfig.generation_tokens must be an int >= 1, got {self.generation_tokens}"
+            )
+        object.__setattr__(
+            self, "weights", checked_weights(self.weights, HYBRID_FEATURES, "HybridConfig.weights")
+        )
+        object.__setattr__(
+            self,
+            "rerank_weights",
+            checked_weights(self.rerank_weights, RERANK_FEATURES, "HybridConfig.rerank_weights"),
+        )

@@ -1,0 +1,152 @@
+"""Fitting the hybrid's and the SelfReranker's convex weights on held-out training questions.
+
+Every question is run once: the beams' passages and BM25's top candidates are scored by BM25,
+by the generation log-probability of their first trie-key tokens (kept per token, so every
+``generation_tokens`` on the grid is tried from one pass) and by self-assessment. The hybrid is
+fitted over the union, the SelfReranker over BM25's candidates alone (its first stage). The
+questions must not have been trained on (``TrainingConfig.validation_fraction`` holds them out);
+the fit is recorded in ``HybridConfig.fitted`` and saved with ``save_retrieval_config``.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfretrieval_integrations import artifact
+from selfretrieval_integrations.errors import QueryError
+
+from .convex import HYBRID_FEATURES, RERANK_FEATURES, HybridConfig, RetrievalMode, fit_weights
+from .fusion import Fusion
+
+#: The ``generation_tokens`` the fit chooses from.
+GENERATION_TOKENS = (8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class FitQuestion:
+    """One held-out question's candidates (the beams' passages and BM25's top) and their
+    scores; ``token_logprobs`` holds each candidate's first trie-key token log-probabilities."""
+
+    relevant: np.ndarray
+    in_bm25: np.ndarray
+    bm25: np.ndarray
+    token_logprobs: list[np.ndarray]
+    relevance: np.ndarray
+
+    def features(self, tokens: int, pool: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        keep = np.ones(len(self.bm25), dtype=bool) if pool is None else pool
+        generation = np.array([float(lp[:tokens].sum()) for lp in self.token_logprobs])
+        return {
+            "bm25": self.bm25[keep],
+            "first_stage": self.bm25[keep],
+            "generation": generation[keep],
+            "relevance": self.relevance[keep],
+        }
+
+
+def fit_question(model: Any, query: str, relevant_ids: set[str], depth: int) -> FitQuestion:
+    """Run one held-out question: its candidates and every score the fit needs."""
+    by_generation = copy.copy(model)
+    by_generation.config = replace(model.config, fusion=Fusion.GENERATION, mode=RetrievalMode.SELF)
+    beams = [model.store.index_of(r.passage_id) for r in by_generation.retrieve(query, k=10)]
+    bm25 = model.bm25_index().scores(query)
+    top = [int(i) for i in np.argsort(-bm25, kind="stable")[:depth]]
+    union = list(dict.fromkeys([*beams, *top]))
+    in_bm25 = set(top)
+    passages = [model.store[i] for i in union]
+    pairs = [(p.title, p.text) for p in passages]
+    with model.lock:
+        token_logprobs = model.assessor.target_logprobs(query, pairs, max(GENERATION_TOKENS))
+    return FitQuestion(
+        relevant=np.array([p.id in relevant_ids or p.doc_id in relevant_ids for p in passages]),
+        in_bm25=np.array([i in in_bm25 for i in union]),
+        bm25=bm25[union],
+        token_logprobs=token_logprobs,
+        relevance=model.assess(query, pairs),
+    )
+
+
+def fit_hybrid(
+    model: Any,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    step: float = 0.05,
+    show_progress: bool = True,
+) -> HybridConfig:
+    """The model's ``HybridConfig`` with weights fitted on ``queries`` (judged by ``qrels``)."""
+    qids = [q for q in sorted(qrels) if q in queries and any(v > 0 for v in qrels[q].values())]
+    if not qids:
+        raise QueryError("fitting fusion weights needs held-out questions with a relevant passage")
+    depth = model.config.hybrid.bm25_depth
+    iterator: Iterable[str] = qids
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(qids, desc="fitting fusion", unit="question")
+    questions = [
+        fit_question(model, queries[q], {d for d, v in qrels[q].items() if v > 0}, depth)
+        for q in iterator
+    ]
+    return fit_from_questions(questions, model.config.hybrid, step=step)
+
+
+def fit_from_questions(
+    questions: list[FitQuestion], base: HybridConfig, *, step: float = 0.05
+) -> HybridConfig:
+    """``base`` with the weights, and the ``generation_tokens``, that rank ``questions`` best
+    (hybrid and reranker objectives summed, so both share one ``generation_tokens``)."""
+    best: dict[str, Any] = {}
+    for tokens in GENERATION_TOKENS:
+        hybrid = fit_weights(
+            [(q.features(tokens), q.relevant) for q in questions], HYBRID_FEATURES, step=step
+        )
+        rerank = fit_weights(
+            [(q.features(tokens, q.in_bm25), q.relevant[q.in_bm25]) for q in questions],
+            RERANK_FEATURES,
+            step=step,
+        )
+        score = hybrid.objective + rerank.objective
+        if not best or score > best["score"] + 1e-12:
+            best = {"score": score, "tokens": tokens, "hybrid": hybrid, "rerank": rerank}
+    return replace(
+        base,
+        generation_tokens=best["tokens"],
+        weights=best["hybrid"].weights,
+        rerank_weights=best["rerank"].weights,
+        fitted={
+            "questions": len(questions),
+            "metric": best["hybrid"].metric,
+            "hybrid_objective": round(best["hybrid"].objective, 4),
+            "rerank_objective": round(best["rerank"].objective, 4),
+            "step": step,
+        },
+    )
+
+
+def save_retrieval_config(
+    path: str | Path, config: Any, *, lock_timeout: float | None = None
+) -> None:
+    """Write ``config`` (a ``RetrievalConfig``) into a new generation of the artifact at ``path``;
+    every other file is linked from the current generation unchanged."""
+    path = Path(path)
+    with artifact.new_generation(path, "fit-fusion", lock_timeout=lock_timeout) as new:
+        current, _ = artifact.resolve(path)
+        manifest = artifact.read_manifest(current, verify=True, verify_weights=False)
+        for entry in current.iterdir():
+            if entry.is_dir():
+                artifact.link_or_copy(entry, new / entry.name)
+            elif entry.name != artifact.MANIFEST_FILE:
+                shutil.copy2(entry, new / entry.name)
+        history = list(manifest.get("history") or [])
+        history.append(artifact.history_entry("fit-fusion", **(config.hybrid.fitted or {})))
+        updated = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
+        updated.update(retrieval_config=config.to_dict(), history=history)
+        artifact.write_manifest(new, updated)

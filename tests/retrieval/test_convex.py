@@ -1,0 +1,79 @@
+"""Convex fusion: normalisation, the weight grid and the fit that picks weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from selfretrieval_integrations.retrieval import (
+    HybridConfig,
+    RetrievalConfig,
+    RetrievalMode,
+    convex_scores,
+    fit_weights,
+    minmax,
+)
+from selfretrieval_integrations.retrieval.convex import simplex_grid
+
+
+def test_minmax_scales_each_query_and_gives_a_constant_no_signal():
+    assert minmax(np.array([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+    assert minmax(np.array([7.0, 7.0])).tolist() == [0.0, 0.0]
+    assert minmax(np.array([])).size == 0
+
+
+def test_convex_scores_weigh_normalised_features():
+    features = {"a": np.array([0.0, 10.0]), "b": np.array([-1.0, -3.0])}
+    assert convex_scores(features, {"a": 0.25, "b": 0.75}).tolist() == [0.75, 0.25]
+    assert convex_scores(features, {"a": 1.0, "c": 0.0}).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="not computed"):
+        convex_scores(features, {"c": 1.0})
+    with pytest.raises(ValueError, match="positive weight"):
+        convex_scores(features, {"a": 0.0})
+
+
+def test_simplex_grid_covers_every_weighting_that_sums_to_one():
+    grid = simplex_grid(["x", "y", "z"], 0.25)
+    assert len(grid) == 15  # C(4 + 2, 2)
+    assert all(abs(sum(w.values()) - 1) < 1e-9 for w in grid)
+    assert {"x": 0.0, "y": 0.0, "z": 1.0} in grid and {"x": 1.0, "y": 0.0, "z": 0.0} in grid
+    with pytest.raises(ValueError, match="divide"):
+        simplex_grid(["x", "y"], 0.3)
+
+
+def test_fit_finds_the_feature_that_ranks_the_relevant_passage_first():
+    rng = np.random.default_rng(0)
+    questions = []
+    for _ in range(30):
+        relevant = np.zeros(8, dtype=bool)
+        relevant[rng.integers(8)] = True
+        useful = relevant * 2.0 + rng.normal(0, 0.3, 8)
+        questions.append(({"noise": rng.normal(0, 1, 8), "useful": useful}, relevant))
+    fit = fit_weights(questions, ["noise", "useful"], step=0.1)
+    assert fit.weights["useful"] > 0.5 and fit.objective > 0.9 and fit.questions == 30
+    only_noise = fit_weights(questions, ["noise"], step=0.5)
+    assert only_noise.objective < fit.objective
+    with pytest.raises(ValueError, match="at least one question"):
+        fit_weights([], ["noise"])
+
+
+def test_hybrid_config_checks_and_round_trips_through_the_manifest_form():
+    config = RetrievalConfig(
+        mode="hybrid",
+        hybrid=HybridConfig(bm25_depth=5, weights={"bm25": 1.0}, fitted={"questions": 3}),
+    )
+    assert config.mode is RetrievalMode.HYBRID
+    assert config.hybrid.weights == {"bm25": 1.0, "generation": 0.0, "relevance": 0.0}
+    assert RetrievalConfig.from_dict(config.to_dict()) == config
+    assert RetrievalConfig.from_dict({}).mode is RetrievalMode.SELF  # artifacts from before
+    for bad in (
+        {"weights": {"dense": 1.0}},
+        {"weights": {"bm25": -1.0, "generation": 2.0}},
+        {"rerank_weights": {"first_stage": 0.0}},
+        {"bm25_depth": -1},
+        {"generation_tokens": 0},
+    ):
+        with pytest.raises(ValueError):
+            HybridConfig(**bad)
+    with pytest.raises(ValueError):
+        RetrievalConfig(mode="vector")

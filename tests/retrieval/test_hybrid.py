@@ -1,0 +1,98 @@
+"""Hybrid retrieval: the beams' passages and BM25's, ranked by the convex fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from selfretrieval_integrations import Passage, SelfRetrievalModel
+from selfretrieval_integrations.index import BM25Index, PassageStore
+from selfretrieval_integrations.retrieval import HybridConfig, RetrievalConfig
+
+TEXTS = [
+    "The Eiffel Tower is in Paris.",
+    "The Colosseum is in Rome.",
+    "Water boils at 100 degrees Celsius at sea level.",
+    "The Amazon is the largest rainforest.",
+    "Mount Everest is the highest mountain.",
+    "Paris has many museums and the Louvre.",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return [
+        Passage(id=f"p{i}", doc_id=f"d{i}", title=f"Doc {i}", text=t, metadata={"even": i % 2 == 0})
+        for i, t in enumerate(TEXTS)
+    ]
+
+
+def hybrid_model(tiny_model, corpus, **hybrid):
+    config = RetrievalConfig(mode="hybrid", hybrid=HybridConfig(**hybrid))
+    return SelfRetrievalModel.from_base(tiny_model, corpus, config=config)
+
+
+def test_bm25_weight_alone_gives_bm25s_order(tiny_model, corpus):
+    model = hybrid_model(tiny_model, corpus, weights={"bm25": 1.0}, bm25_depth=6)
+    query = "where is the colosseum in rome"
+    results = model.retrieve(query, k=3)
+    bm25 = BM25Index(corpus).scores(query)
+    assert results[0].passage_id == "p1"
+    assert [r.bm25_score for r in results] == sorted(bm25, reverse=True)[:3]
+    assert all(r.relevance is None for r in results)  # a zero weight skips the assessment
+
+
+def test_generation_weight_alone_orders_by_generation_score(tiny_model, corpus):
+    model = hybrid_model(tiny_model, corpus, weights={"generation": 1.0}, bm25_depth=6)
+    results = model.retrieve("museums", k=6)
+    scores = model.generation_scores("museums", [(p.title, p.text) for p in corpus])
+    assert [r.passage_id for r in results] == [corpus[i].id for i in np.argsort(-scores)]
+    assert [r.generation_logprob for r in results] == pytest.approx(sorted(scores)[::-1])
+
+
+def test_all_three_scores_and_filters(tiny_model, corpus):
+    model = hybrid_model(tiny_model, corpus)
+    results = model.retrieve("paris", k=4, filter={"even": True})
+    assert {r.passage_id for r in results} <= {"p0", "p2", "p4"} and len(results) == 3
+    assert all(r.relevance is not None and r.bm25_score is not None for r in results)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert model.retrieve("paris", k=3, filter={"passage_id": {"$in": []}}) == []
+
+
+def test_bm25_index_follows_the_store(tiny_model, corpus):
+    model = hybrid_model(tiny_model, corpus)
+    first = model.bm25_index()
+    assert model.bm25_index() is first
+    model.store = PassageStore(list(model.store))  # what a refresh or an update does
+    assert model.bm25_index() is not first
+
+
+def test_target_logprobs_match_a_plain_forward_pass(tiny_model):
+    from selfretrieval_integrations.retrieval import PromptTemplate, Renderer, SelfAssessor
+
+    model, tokenizer = tiny_model
+    renderer = Renderer(tokenizer, PromptTemplate())
+    assessor = SelfAssessor(model, renderer)
+    query = "where is the tower?"
+    passages = [("Paris", "The tower is in Paris, " * n) for n in (1, 7, 3)] + [("", "Short.")]
+    got = assessor.target_logprobs(query, passages, 12)
+    prompt = renderer.encode_prompt(query)
+    for pair, logprobs in zip(passages, got, strict=True):
+        target = list(renderer.encode_target(*pair).ids[:12])
+        with torch.inference_mode():
+            logits = model(input_ids=torch.as_tensor([prompt + target])).logits[0]
+        at = torch.arange(len(target)) + len(prompt) - 1
+        expected = torch.log_softmax(logits[at].float(), dim=-1)[
+            torch.arange(len(target)), torch.as_tensor(target)
+        ]
+        assert logprobs == pytest.approx(expected.numpy(), abs=1e-4)
+
+
+def test_manifest_keeps_the_mode(tiny_model, corpus, tmp_path):
+    model = hybrid_model(tiny_model, corpus, weights={"bm25": 0.7, "generation": 0.3})
+    model.save_pretrained(tmp_path / "a")
+    loaded = SelfRetrievalModel.from_pretrained(tmp_path / "a")
+    assert loaded.config == model.config
+    same = [r.passage_id for r in loaded.retrieve("rome", k=3)]
+    assert same == [r.passage_id for r in model.retrieve("rome", k=3)]
