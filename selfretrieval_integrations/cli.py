@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -80,15 +81,21 @@ def search(
     query: Annotated[str, typer.Argument(help="The question or keywords.")],
     k: Annotated[int, typer.Option("-k", "--k", help="Number of passages.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    mode: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="self or hybrid (default: the artifact's own mode)."),
+    ] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,  # noqa: UP045
 ) -> None:
     """Retrieve the k best passages for a query."""
-    from selfretrieval_integrations.retrieval import SelfRetrievalModel
+    from selfretrieval_integrations.retrieval import RetrievalMode, SelfRetrievalModel
 
     try:
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
+        if mode is not None:
+            model.config = replace(model.config, mode=RetrievalMode(mode))
         results = model.retrieve(query, k=k)
-    except SelfRetrievalError as error:
+    except (SelfRetrievalError, ValueError) as error:
         _fail(error)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
@@ -108,8 +115,15 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="BEIR folder with queries and qrels.")],
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     baseline: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(help="bm25: also BM25 and BM25 + SelfReranker on the same questions."),
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            help="bm25 and/or dense (--baseline bm25 dense): each retriever, and the "
+            "SelfReranker over its candidates, on the same questions."
+        ),
+    ] = None,
+    more_baselines: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(hidden=True, help="The rest of --baseline bm25 dense."),
     ] = None,
     json_out: Annotated[
         Optional[Path],  # noqa: UP045
@@ -120,8 +134,12 @@ def evaluate(
         typer.Option(help="Evaluate a seeded sample of this many questions."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 0,
-    rerank_depth: Annotated[int, typer.Option(help="BM25 candidates reranked.")] = 20,
-    rerank_method: Annotated[str, typer.Option(help="rrf or assessment.")] = "rrf",
+    rerank_depth: Annotated[int, typer.Option(help="Candidates of each baseline reranked.")] = 20,
+    rerank_method: Annotated[str, typer.Option(help="convex, rrf or assessment.")] = "convex",
+    hybrid: Annotated[bool, typer.Option(help="Also evaluate the hybrid mode.")] = True,
+    dense_model: Annotated[
+        str, typer.Option(help="Dense baseline: all-minilm-l6-v2 (offline), a hub id or path.")
+    ] = "all-minilm-l6-v2",
     variants: Annotated[
         bool, typer.Option(help="Also score fusion and rerank variants (ablations).")
     ] = True,
@@ -138,10 +156,14 @@ def evaluate(
     from selfretrieval_integrations.evaluation import evaluate as run_evaluation
     from selfretrieval_integrations.retrieval import RerankConfig, SelfRetrievalModel
 
+    if more_baselines and not baseline:
+        _fail(f"unexpected argument(s) {' '.join(more_baselines)}: name baselines with --baseline")
     try:
         config = EvaluationConfig(
             split=split,
-            baseline=baseline,
+            baseline=[*(baseline or []), *(more_baselines or [])],
+            hybrid=hybrid,
+            dense_model=dense_model,
             rerank_depth=rerank_depth,
             rerank=RerankConfig(method=rerank_method),
             max_questions=questions,
@@ -159,7 +181,7 @@ def evaluate(
     else:
         report_console().print(format_table(report))
     for pair, tests in report["significance"].items():
-        if pair.startswith("self-retrieval vs") or pair.startswith("bm25 vs"):
+        if pair.split(" vs ")[0] in ("self-retrieval", "hybrid", "bm25", "dense"):
             p = tests["hits@1"]["p_value"]
             console.print(f"{pair}: Hits@1 p = {p:.4f} ({config.stat_test} paired test)")
 
@@ -212,8 +234,23 @@ def train(
         Optional[Path], typer.Option(help="BEIR folder or qrels/<split>.tsv.")  # noqa: UP045
     ] = None,
     split: Annotated[str, typer.Option(help="qrels split used for training.")] = "train",
-    epochs: Annotated[float, typer.Option(help="Passes over the training data.")] = 3.0,
-    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    epochs: Annotated[
+        float, typer.Option(help="Passes over the training data (2: the measured default).")
+    ] = 2.0,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full/--lora",
+            help="Full fine-tuning (default: it beat LoRA for the 135M model, RESULTS.md) or a "
+            "LoRA adapter.",
+        ),
+    ] = True,
+    validation_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Training questions held out to fit the hybrid and reranker weights (0: none)."
+        ),
+    ] = 0.2,
     batch_size: Annotated[int, typer.Option(help="Examples per step and device.")] = 8,
     learning_rate: Annotated[
         Optional[float], typer.Option(help="Default 3e-4 (LoRA) / 1e-4 (full).")  # noqa: UP045
@@ -244,6 +281,7 @@ def train(
             learning_rate=learning_rate,
             lora_rank=lora_rank,
             seed=seed,
+            validation_fraction=validation_fraction,
         )
         model = trainer.train(
             base_model,
@@ -255,7 +293,7 @@ def train(
             config=config,
             device=device,
         )
-    except SelfRetrievalError as error:
+    except (SelfRetrievalError, ValueError) as error:
         _fail(error)
     summary = model.manifest.get("training") or {}
     console.print(
@@ -345,6 +383,35 @@ def delete(
     except SelfRetrievalError as error:
         _fail(error)
     console.print(f"removed {removed} passage(s) from {artifact}")
+
+
+@app.command("fit-fusion")
+def fit_fusion(
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder to update.")],
+    data: Annotated[Path, typer.Option("--data", help="BEIR folder with queries and qrels.")],
+    split: Annotated[
+        str, typer.Option(help="qrels split of held-out questions (never trained on).")
+    ] = "validation",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
+) -> None:
+    """Fit the hybrid's and the SelfReranker's fusion weights on held-out questions."""
+    from selfretrieval_integrations.retrieval import (
+        SelfRetrievalModel,
+        fit_hybrid,
+        save_retrieval_config,
+    )
+
+    try:
+        model = SelfRetrievalModel.from_pretrained(artifact, device=device)
+        hybrid = fit_hybrid(model, load_beir_queries(data), load_beir_qrels(data, split))
+        save_retrieval_config(artifact, replace(model.config, hybrid=hybrid))
+    except SelfRetrievalError as error:
+        _fail(error)
+    console.print(
+        f"fitted on {hybrid.fitted['questions'] if hybrid.fitted else 0} questions: hybrid "
+        f"{dict(hybrid.weights)}, reranker {dict(hybrid.rerank_weights)}, "
+        f"{hybrid.generation_tokens} generation tokens; saved to {artifact}"
+    )
 
 
 @app.command()

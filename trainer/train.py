@@ -296,7 +296,7 @@ def train(
         out,
         history=[],
     )
-    if held_out and queries and config.fit_fusion:
+    if held_out and queries and config.fit_fusion and _is_main_process():
         fit_fusion_weights(trained, queries, held_out, show_progress=show_progress)
     return trained
 
@@ -358,7 +358,9 @@ def save_artifact(
     if _is_main_process():
         srm.save_pretrained(out, adapter=model if is_lora else None)
     if is_lora:
+        saved = srm
         srm = SelfRetrievalModel(
-            model.merge_and_unload(), tokenizer, trie, store, manifest=srm.manifest, **kwargs
+            model.merge_and_unload(), tokenizer, trie, store, manifest=saved.manifest, **kwargs
         )
+        srm.artifact_path, srm.generation = saved.artifact_path, saved.generation
     return srm

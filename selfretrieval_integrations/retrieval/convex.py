@@ -114,7 +114,7 @@ def fit_weights(
         for features, relevant in normed:
             scores = sum(w * features[name] for name, w in weights.items())
             total += _mrr_at(np.asarray(scores), relevant, depth)
-        objective = total / len(normed)
+        objective = float(total / len(normed))
         if best is None or objective > best[0] + 1e-12:
             best = (objective, weights)
     assert best is not None

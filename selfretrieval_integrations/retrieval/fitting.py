@@ -124,8 +124,8 @@ def fit_from_questions(
         fitted={
             "questions": len(questions),
             "metric": best["hybrid"].metric,
-            "hybrid_objective": round(best["hybrid"].objective, 4),
-            "rerank_objective": round(best["rerank"].objective, 4),
+            "hybrid_objective": round(float(best["hybrid"].objective), 4),
+            "rerank_objective": round(float(best["rerank"].objective), 4),
             "step": step,
         },
     )

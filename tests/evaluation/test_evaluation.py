@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from selfretrieval_integrations.errors import QueryError
 from selfretrieval_integrations.evaluation import EvaluationConfig, evaluate, write_report
 from selfretrieval_integrations.evaluation.harness import select_questions
 from selfretrieval_integrations.evaluation.metrics import metrics_and_tests
-from selfretrieval_integrations.index import BM25Index
+from selfretrieval_integrations.index import BM25Index, DenseIndex
 from selfretrieval_integrations.retrieval import Fusion
 
 
@@ -66,7 +68,8 @@ def test_question_sample_is_seeded_and_skips_unjudged():
 
 def test_config_is_validated():
     for bad in (
-        {"baseline": "dense"},
+        {"baseline": "vector"},
+        {"baseline": ["bm25", "x"]},
         {"k": 0},
         {"rerank_depth": 0},
         {"max_questions": 0},
@@ -90,8 +93,10 @@ def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
     assert set(report["systems"]) == {
         "self-retrieval",
         *other_fusions,
+        "hybrid",
         "bm25",
         "bm25+self-reranker",
+        "bm25+self-reranker/rrf",
         "bm25+self-reranker/assessment",
     }
     for row in report["systems"].values():
@@ -120,6 +125,32 @@ def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
     assert all(len(d["bm25"]) == 10 and d["self-retrieval"] for d in details)
     assert all(row["relevance"] is not None for d in details for row in d["bm25"][:4])
     assert (tmp_path / "r.png").stat().st_size > 0
+    # The hybrid in the report is the model's own hybrid mode.
+    hybrid = copy.copy(model)
+    hybrid.config = replace(model.config, mode="hybrid")
+    for qid, d in zip(qids, details, strict=True):
+        got = [r.doc_id for r in hybrid.retrieve(queries[qid], k=10)]
+        assert [row["id"] for row in d["hybrid"]] == got
+
+
+def test_dense_baseline_and_its_reranker(model):
+    config = EvaluationConfig(
+        baseline=("dense",), hybrid=False, max_questions=4, rerank_depth=3, variants=False
+    )
+    report = evaluate(model, quickstart_dir(), config, show_progress=False)
+    assert {"dense", "dense+self-reranker"} <= set(report["systems"])
+    qrels = load_beir_qrels(quickstart_dir(), "test")
+    qids = select_questions(qrels, 4, 0)
+    queries = load_beir_queries(quickstart_dir())
+    passages = list(model.store)
+    indices, scores = DenseIndex(passages).search([queries[q] for q in qids], 10)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    ranked = {
+        q: [passages[int(i)].doc_id for i in row] for q, row in zip(qids, indices, strict=True)
+    }
+    expected = _by_hand(ranked, {q: qrels[q] for q in qids})
+    for metric, value in expected.items():
+        assert report["systems"]["dense"][metric] == pytest.approx(value, abs=1e-4)
 
 
 def test_split_without_questions_is_an_error(model, tmp_path):
@@ -144,6 +175,8 @@ def test_cli_evaluate_writes_json_and_plot(model, tmp_path):
             str(quickstart_dir()),
             "--baseline",
             "bm25",
+            "dense",
+            "--no-hybrid",
             "--questions",
             "3",
             "--rerank-depth",
@@ -155,6 +188,7 @@ def test_cli_evaluate_writes_json_and_plot(model, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["questions"] == 3 and "bm25+self-reranker" in report["systems"]
+    assert "dense+self-reranker" in report["systems"] and "hybrid" not in report["systems"]
     assert out.with_suffix(".png").is_file()
     assert "Hits@1 p =" in result.output
     bad = CliRunner().invoke(

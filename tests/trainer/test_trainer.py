@@ -277,3 +277,27 @@ def test_incomplete_checkpoint_is_skipped(tmp_path):
     assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
     assert _last_checkpoint(tmp_path / "missing") is None
+
+
+def test_cli_train_fits_fusion_on_held_out_questions_and_search_modes(tmp_path):
+    out = tmp_path / "fitted"
+    runner = CliRunner()
+    folder = str(quickstart_dir())
+    args = ["train", "--corpus", folder, "--qrels", folder, "--out", str(out)]
+    result = runner.invoke(app, [*args, "--base-model", "tiny", "--epochs", "0.2", "--lora"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    assert manifest["weights"] == "lora"
+    hybrid = manifest["retrieval_config"]["hybrid"]
+    held_out = int(len(load_beir_qrels(folder, "train")) * 0.2)
+    assert hybrid["fitted"]["questions"] == held_out
+    assert manifest["history"][-1]["operation"] == "fit-fusion"
+    for mode in ("self", "hybrid"):
+        result = runner.invoke(app, ["search", str(out), "apollo", "--mode", mode, "--json"])
+        assert result.exit_code == 0, result.output
+        assert (json.loads(result.output)[0]["bm25_score"] is None) == (mode == "self")
+    result = runner.invoke(app, ["fit-fusion", str(out), "--data", folder, "--split", "test"])
+    assert result.exit_code == 0 and "fitted on" in result.output, result.output
+    assert read_manifest(out)["retrieval_config"]["hybrid"]["fitted"]["questions"] > held_out
+    bad = runner.invoke(app, ["search", str(out), "apollo", "--mode", "vector"])
+    assert bad.exit_code == 2
