@@ -390,16 +390,104 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- answers ------------------------------------------------------------------------------------
+
+
+def _normalize_answer(text: str) -> str:
+    """SQuAD v1.1's answer normalisation (lower case, no punctuation, articles or extra spaces),
+    as its official evaluation script defines it, so EM and F1 compare with published numbers."""
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _em_f1(prediction: str, golds: list[str]) -> tuple[float, float]:
+    """Best exact match and token F1 of ``prediction`` over the gold answers (official metric)."""
+    from collections import Counter
+
+    best_em = best_f1 = 0.0
+    pred = _normalize_answer(prediction).split()
+    for gold in golds:
+        ref = _normalize_answer(gold).split()
+        best_em = max(best_em, float(pred == ref))
+        common = sum((Counter(pred) & Counter(ref)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(ref)
+            best_f1 = max(best_f1, 2 * precision * recall / (precision + recall))
+    return best_em, best_f1
+
+
+def answers(args: argparse.Namespace) -> int:
+    """EM/F1 of ``answer()`` given its hybrid top passage, Self-Retrieval's, BM25's and the gold
+    passage, on the test questions of ``features.jsonl``."""
+    from tqdm.auto import tqdm
+
+    from selfretrieval_integrations.corpus import load_beir_queries, load_beir_query_metadata
+    from selfretrieval_integrations.retrieval import HybridConfig, SelfRetrievalModel
+    from selfretrieval_integrations.retrieval.fitting import fit_from_questions
+
+    rows = _load(args.workdir / "features.jsonl")
+    validation = [r for r in rows if r["split"] == "validation"]
+    test = [r for r in rows if r["split"] == "test"][: args.questions]
+    library = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
+    model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
+    data = args.workdir / "data"
+    queries = load_beir_queries(data)
+    gold_answers = {q: m.get("answers") or [] for q, m in load_beir_query_metadata(data).items()}
+    by_id = {p.id: i for i, p in enumerate(model.store)}
+    by_doc = {p.doc_id: i for i, p in enumerate(model.store)}
+    sources = {
+        "hybrid": _library_hybrid(library),
+        "self-retrieval": _today_self_retrieval,
+        "bm25": _by("bm25_rank", ("bm25",)),
+    }
+    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in [*sources, "gold"]}
+    examples = []
+    for row in tqdm(test, desc="answers"):
+        question, golds = queries[row["qid"]], gold_answers.get(row["qid"], [])
+        if not golds:
+            continue
+        passages = {name: rank(row)[0] for name, rank in sources.items() if rank(row)}
+        passages["gold"] = row["relevant"][0]
+        example = {"qid": row["qid"], "gold": golds}
+        for name, judged in passages.items():
+            p = model.store[by_id.get(judged, by_doc.get(judged, 0))]
+            prediction = model.answer(question, [(p.title, p.text)])
+            scores[name].append(_em_f1(prediction, golds))
+            example[name] = prediction
+        examples.append(example)
+    result = {
+        name: {
+            "exact_match": round(float(np.mean([e for e, _ in v])), 4),
+            "f1": round(float(np.mean([f for _, f in v])), 4),
+            "questions": len(v),
+        }
+        for name, v in scores.items()
+    }
+    print(f"{'passage given to answer()':28s} EM     F1")
+    for name, m in result.items():
+        print(f"{name:28s} {m['exact_match']:.3f}  {m['f1']:.3f}")
+    if args.output:
+        payload = {"answers": result, "examples": examples[:10]}
+        args.output.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("features", "report"):
+    for name in ("features", "report", "answers"):
         cmd = commands.add_parser(name)
         cmd.add_argument("--workdir", type=Path, required=True)
     commands.choices["features"].add_argument("--questions", type=int, default=200)
-    commands.choices["report"].add_argument("--output", type=Path, default=None)
+    commands.choices["answers"].add_argument("--questions", type=int, default=200)
+    for name in ("report", "answers"):
+        commands.choices[name].add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    return features(args) if args.command == "features" else report(args)
+    return {"features": features, "report": report, "answers": answers}[args.command](args)
 
 
 if __name__ == "__main__":
