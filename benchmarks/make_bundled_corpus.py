@@ -99,11 +99,17 @@ def build(
     titles: tuple[str, ...] | list[str] = ARTICLES,
     paragraphs_per_article: int | None = PARAGRAPHS_PER_ARTICLE,
     seed: int = SEED,
+    split_by: str = "question",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Qrels]:
     """Documents, queries and qrels ({split: [(query id, doc id)]}) of the chosen articles.
 
-    Also used by ``squad.py`` for the benchmark slices (all paragraphs of other articles).
+    ``split_by="question"`` sends half of each paragraph's questions to test; ``"paragraph"``
+    sends every question of a seeded half of each article's paragraphs to test, so test
+    passages have no training question at all (generalisation to passages seen only through
+    indexing). Also used by ``squad.py`` for the benchmark slices.
     """
+    if split_by not in ("question", "paragraph"):
+        raise SystemExit(f"error: split_by must be 'question' or 'paragraph', got {split_by!r}")
     articles = {article["title"]: article for article in squad["data"]}
     missing = [title for title in titles if title not in articles]
     if missing:
@@ -112,7 +118,11 @@ def build(
     queries: list[dict[str, Any]] = []
     qrels: Qrels = {"train": [], "test": []}
     for title in titles:
-        for index, paragraph in enumerate(articles[title]["paragraphs"][:paragraphs_per_article]):
+        kept = articles[title]["paragraphs"][:paragraphs_per_article]
+        order = list(range(len(kept)))
+        random.Random(f"{seed}:{title}:paragraphs").shuffle(order)
+        test_paragraphs = set(order[: (len(order) + 1) // 2])
+        for index, paragraph in enumerate(kept):
             doc_id = f"{title}_{index}"
             documents.append(
                 {
@@ -126,6 +136,8 @@ def build(
             shuffled = sorted(question_ids)
             random.Random(f"{seed}:{doc_id}").shuffle(shuffled)
             test = set(shuffled[: (len(shuffled) + 1) // 2])  # at least one question in test
+            if split_by == "paragraph":
+                test = set(question_ids) if index in test_paragraphs else set()
             for qa in paragraph["qas"]:
                 answers = [answer["text"] for answer in qa["answers"]]
                 queries.append(

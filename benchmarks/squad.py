@@ -62,18 +62,21 @@ def pick_articles(squad: dict[str, Any], slice_name: str, seed: int = SEED) -> l
 
 
 def build_beir(
-    squad: dict[str, Any], titles: list[str], seed: int = SEED
+    squad: dict[str, Any], titles: list[str], seed: int = SEED, split_by: str = "question"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[tuple[str, str]]]]:
     """Documents, queries (with answers) and train/test qrels for every paragraph of ``titles``."""
-    return build(squad, titles, None, seed)
+    return build(squad, titles, None, seed, split_by)
 
 
-def make_data(slice_name: str, out: Path, source: Path = DEFAULT_SOURCE) -> dict[str, Any]:
+def make_data(
+    slice_name: str, out: Path, source: Path = DEFAULT_SOURCE, split_by: str = "question"
+) -> dict[str, Any]:
     """Write a slice as a BEIR folder; returns its description."""
     squad = load_squad(source)
     titles = pick_articles(squad, slice_name)
-    documents, queries, qrels = build_beir(squad, titles)
+    documents, queries, qrels = build_beir(squad, titles, split_by=split_by)
     info = {
+        "split_by": split_by,
         "source": "SQuAD v1.1 dev set (Rajpurkar et al. 2016, CC BY-SA 4.0)",
         "slice": slice_name,
         "seed": SEED,
@@ -151,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in (data_cmd, run_cmd):
         cmd.add_argument("--slice", default="small", choices=["small", "full"])
         cmd.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="SQuAD dev zip")
+        cmd.add_argument(
+            "--split-by",
+            default="question",
+            choices=["question", "paragraph"],
+            help="question: half of each paragraph's questions are test; paragraph: test "
+            "paragraphs have no training question at all",
+        )
     data_cmd.add_argument("--out", type=Path, required=True)
     run_cmd.add_argument("--workdir", type=Path, default=None, help="default: runs/squad-<slice>")
     run_cmd.add_argument("--base-model", default="smollm2-135m")
@@ -198,13 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "data":
-        info = make_data(args.slice, args.out, args.source)
+        info = make_data(args.slice, args.out, args.source, args.split_by)
         print(json.dumps(info | {"articles": len(info["articles"])}, indent=2))
         return 0
 
     workdir = args.workdir or ROOT / "runs" / f"squad-{args.slice}"
     data = workdir / "data"
-    info = make_data(args.slice, data, args.source)
+    info = make_data(args.slice, data, args.source, args.split_by)
     artifact = args.artifact or workdir / "model"
     if not args.skip_train:
         train_seconds = train_artifact(data, artifact, args)
