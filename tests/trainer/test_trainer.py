@@ -26,6 +26,7 @@ from selfretrieval_integrations.corpus import (
     load_corpus,
     quickstart_dir,
 )
+from selfretrieval_integrations.index import BM25Index
 
 from .helpers import DOCS, FAST
 
@@ -261,6 +262,15 @@ def test_quickstart_runs_end_to_end_on_the_tiny_model(tmp_path):
         tmp_path / "qs", base_model="tiny", epochs=0.1, questions=2, console=Console(quiet=True)
     )
     assert len(shown["questions"]) == 2
+    test_qrels = load_beir_qrels(quickstart_dir(), "test")
+    queries = load_beir_queries(quickstart_dir())
+    passages = list(load_corpus(quickstart_dir()))
+    qids = sorted(test_qrels)
+    top = BM25Index(passages).search([queries[q] for q in qids], 1)[0][:, 0]
+    bm25 = sum(passages[int(i)].doc_id in test_qrels[q] for q, i in zip(qids, top, strict=True))
+    mode = SelfRetrievalModel.from_pretrained(tmp_path / "qs").config.mode.value
+    assert shown["hits@1"]["BM25"] == bm25 / len(qids)
+    assert 0 <= shown["hits@1"][f"Self-Retrieval ({mode})"] <= 1
     for row in shown["questions"]:
         assert len(row["retrieved"]) == 3 and row["relevant_bm25_rank"] >= 1
     assert SelfRetrievalModel.from_pretrained(tmp_path / "qs").retrieve("oxygen", k=1)
