@@ -305,6 +305,8 @@ def report(args: argparse.Namespace) -> int:
     test = [r for r in rows if r["split"] == "test"]
     convex = {
         "self-retrieval/convex": Convex(("beams",), ("beam", "relevance")),
+        "self-retrieval/convex-generation": Convex(("beams",), ("generation", "relevance")),
+        "self-retrieval/convex-all": Convex(("beams",), ("beam", "generation", "relevance")),
         "hybrid": Convex(("beams", "bm25"), ("bm25", "generation", "relevance")),
         "hybrid/no-assessment": Convex(("beams", "bm25"), ("bm25", "generation")),
         "bm25+self-reranker": Convex(("bm25",), ("bm25", "generation", "relevance")),
