@@ -26,7 +26,7 @@ from .convex import HYBRID_FEATURES, RERANK_FEATURES, HybridConfig, RetrievalMod
 from .fusion import Fusion
 
 #: The ``generation_tokens`` the fit chooses from.
-GENERATION_TOKENS = (8, 16, 32, 64)
+GENERATION_TOKENS = (8, 16, 32)
 
 
 @dataclass(frozen=True)
