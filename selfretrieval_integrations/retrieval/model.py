@@ -635,7 +635,7 @@ class SelfRetrievalModel:
         bm25 = self.bm25_index().scores(query)
         if mask is not None:
             bm25 = np.where(mask, bm25, -np.inf)
-        by_bm25 = [int(i) for i in np.argsort(-bm25, kind="stable")[: hybrid.bm25_depth]]
+        by_bm25 = _top_indices(bm25, hybrid.bm25_depth)
         beams = [int(p) for h in hyps for p in h.passages]
         union = list(dict.fromkeys([*beams, *(i for i in by_bm25 if np.isfinite(bm25[i]))]))
         if not union:
@@ -782,6 +782,20 @@ _STATE = (
     "decoder",
     "assessor",
 )
+
+
+def _top_indices(scores: np.ndarray, n: int) -> list[int]:
+    """Indices of the ``n`` highest scores, best first, ties to the lower index (a partial sort:
+    linear in the corpus size, not n log n)."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return []
+    if n < len(scores):
+        kth = -np.partition(-scores, n - 1)[n - 1]
+        part = np.flatnonzero(scores >= kth)  # every tie at the cut, so the lowest index wins
+    else:
+        part = np.arange(len(scores))
+    return sorted((int(i) for i in part), key=lambda i: (-scores[i], i))[:n]
 
 
 def _weights_key(manifest: Mapping[str, Any]) -> tuple[Any, ...]:

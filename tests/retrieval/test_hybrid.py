@@ -96,3 +96,15 @@ def test_manifest_keeps_the_mode(tiny_model, corpus, tmp_path):
     assert loaded.config == model.config
     same = [r.passage_id for r in loaded.retrieve("rome", k=3)]
     assert same == [r.passage_id for r in model.retrieve("rome", k=3)]
+
+
+def test_top_indices_equal_a_stable_full_sort():
+    from selfretrieval_integrations.retrieval.model import _top_indices
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scores = rng.integers(0, 4, size=rng.integers(1, 30)).astype(float)
+        scores[rng.random(len(scores)) < 0.2] = -np.inf
+        for n in (1, 3, len(scores), len(scores) + 2):
+            expected = [int(i) for i in np.argsort(-scores, kind="stable")[:n]]
+            assert _top_indices(scores, n) == expected
