@@ -77,3 +77,19 @@ def test_hybrid_config_checks_and_round_trips_through_the_manifest_form():
             HybridConfig(**bad)
     with pytest.raises(ValueError):
         RetrievalConfig(mode="vector")
+
+
+def test_vectorised_ranks_equal_a_stable_sort():
+    from selfretrieval_integrations.retrieval.convex import _reciprocal_ranks
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = int(rng.integers(1, 12))
+        scores = rng.integers(0, 3, size=(4, n)).astype(float)  # many ties
+        relevant = rng.random(n) < 0.3
+        expected = []
+        for row in scores:
+            order = np.argsort(-row, kind="stable")[:5]
+            hits = np.flatnonzero(relevant[order])
+            expected.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
+        assert _reciprocal_ranks(scores, relevant, 5).tolist() == expected
