@@ -6,7 +6,7 @@ offline GGUF model and its cache), ``tiny`` (random test models), ``fingerprint`
 (differences between transformers versions).
 """
 
-from .compat import cache_kwarg, dtype_kwarg, logits_to_keep_kwarg
+from .compat import cache_kwarg, dtype_kwarg, logits_to_keep_kwarg, quiet_weight_loading
 from .devices import resolve_device_and_dtype
 from .fingerprint import tokenizer_fingerprint
 from .loading import (
@@ -30,6 +30,7 @@ __all__ = [
     "load_base_model",
     "load_base_tokenizer",
     "logits_to_keep_kwarg",
+    "quiet_weight_loading",
     "resolve_device_and_dtype",
     "tokenizer_fingerprint",
 ]

@@ -17,6 +17,7 @@ from selfretrieval_integrations import artifact
 from selfretrieval_integrations.base_models import (
     dtype_kwarg,
     load_base_model,
+    quiet_weight_loading,
     resolve_device_and_dtype,
     tokenizer_fingerprint,
 )
@@ -351,11 +352,12 @@ class SelfRetrievalModel:
         dev, torch_dtype = resolve_device_and_dtype(device, dtype)
         weights = manifest.get("weights", "full")
         if weights == "full":
-            model = AutoModelForCausalLM.from_pretrained(
-                folder / artifact.MODEL_DIR,
-                trust_remote_code=trust_remote_code,
-                **{dtype_kwarg(): torch_dtype},
-            )
+            with quiet_weight_loading():
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder / artifact.MODEL_DIR,
+                    trust_remote_code=trust_remote_code,
+                    **{dtype_kwarg(): torch_dtype},
+                )
         elif weights == "lora":
             from peft import PeftModel
 
