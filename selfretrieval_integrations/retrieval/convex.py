@@ -152,23 +152,24 @@ def checked_weights(weights: Mapping[str, float], names: Sequence[str], what: st
 class HybridConfig:
     """Weights of hybrid retrieval and of the convex SelfReranker (saved in the manifest).
 
-    The defaults are the weights fitted on the SQuAD small slice's held-out training questions
-    (``benchmarks/RESULTS.md``); ``selfretrieval fit-fusion`` (or training with held-out
-    questions) fits them on an artifact's own questions and records the fit in ``fitted``.
+    The defaults are the weights fitted on the SQuAD small slice's 107 held-out training
+    questions with SmolLM2-135M (``benchmarks/RESULTS.md``); training with questions (or
+    ``selfretrieval fit-fusion``) fits them on an artifact's own held-out questions and records
+    the fit in ``fitted``.
     """
 
     bm25_depth: int = 20
     """BM25 candidates added to the beams' passages."""
-    generation_tokens: int = 32
+    generation_tokens: int = 16
     """Tokens of each candidate's trie key whose log-probability after the query is its
     generation score (the start identifies a passage; the rest adds cost, little signal)."""
     weights: Mapping[str, float] = field(
-        default_factory=lambda: {"bm25": 0.5, "generation": 0.3, "relevance": 0.2}
+        default_factory=lambda: {"bm25": 0.6, "generation": 0.25, "relevance": 0.15}
     )
     """Convex weights of the hybrid's ``bm25``, ``generation`` and ``relevance`` scores; a zero
     weight skips computing that score (``relevance`` is the slow one)."""
     rerank_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"first_stage": 0.5, "generation": 0.3, "relevance": 0.2}
+        default_factory=lambda: {"first_stage": 0.55, "generation": 0.25, "relevance": 0.2}
     )
     """Convex weights of the SelfReranker's ``first_stage`` (the retriever's scores, or its
     ranks when it gives none), ``generation`` and ``relevance`` scores."""
