@@ -399,6 +399,13 @@ def report(args: argparse.Namespace) -> int:
         print(f"{name:45s} {m['hits@1']:.3f}  {m['hits@5']:.3f}  {m['mrr@5']:.3f}")
     for name, system in convex.items():
         print(name, json.dumps(system.describe()))
+    print(
+        "\n| system | Hits@1 | Hits@5 | MRR@5 | p (Hits@1 / MRR@5) vs BM25 |\n|---|---|---|---|---|"
+    )
+    for name, m in metrics.items():
+        pair = tests.get(f"bm25 vs {name}", {})
+        p = " / ".join(str(pair[k]["p_value"]) for k in ("hits@1", "mrr@5")) if pair else ""
+        print(f"| {name} | {m['hits@1']:.3f} | {m['hits@5']:.3f} | {m['mrr@5']:.3f} | {p} |")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
