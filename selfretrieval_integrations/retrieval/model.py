@@ -760,6 +760,8 @@ class SelfRetrievalModel:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(next(self.model.parameters()).device),
             "fusion": self.config.fusion.value,
+            "mode": self.config.mode.value,
+            "hybrid": self.config.to_dict()["hybrid"],
             "decoding": asdict(self.config.decoding),
             "corpus_checksum": self.manifest.get("corpus_checksum"),
             "training": self.manifest.get("training"),
