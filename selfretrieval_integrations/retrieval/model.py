@@ -596,14 +596,10 @@ class SelfRetrievalModel:
         )
         order, scores = rank_candidates(candidates, self.config.fusion, self.config.temperature)
         return [
-            RetrievalResult(
-                passage_id=passages[i].id,
-                doc_id=passages[i].doc_id,
-                title=passages[i].title,
-                text=passages[i].text,
-                score=float(scores[i]),
-                rank=rank,
-                metadata=dict(passages[i].metadata),
+            _result(
+                passages[i],
+                rank,
+                scores[i],
                 generation_logprob=float(entries[i][0].logprob),
                 title_logprob=float(entries[i][0].title_logprob),
                 relevance=None if relevance is None else float(relevance[i]),
@@ -623,8 +619,11 @@ class SelfRetrievalModel:
     def generation_scores(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Log-probability of the first ``HybridConfig.generation_tokens`` tokens of each
         passage's trie key after ``query``: how strongly the model would generate it."""
+        return self._generation_scores(self._bounded_query(query), pairs)
+
+    def _generation_scores(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """``generation_scores`` of a query already checked and cut."""
         tokens = self.config.hybrid.generation_tokens
-        query = self._bounded_query(query)
         with self.lock:
             logprobs = self.assessor.target_logprobs(query, pairs, tokens)
         return np.array([float(lp.sum()) for lp in logprobs], dtype=np.float64)
@@ -644,7 +643,7 @@ class SelfRetrievalModel:
             return []
         passages = [self.store[i] for i in union]
         pairs = [(p.title, p.text) for p in passages]
-        features = {"bm25": bm25[union], "generation": self.generation_scores(query, pairs)}
+        features = {"bm25": bm25[union], "generation": self._generation_scores(query, pairs)}
         relevance = None
         if hybrid.weights["relevance"] > 0:
             relevance = self.assessor.relevance(query, pairs)
@@ -652,14 +651,10 @@ class SelfRetrievalModel:
         scores = convex_scores(features, hybrid.weights)
         order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i]))
         return [
-            RetrievalResult(
-                passage_id=passages[i].id,
-                doc_id=passages[i].doc_id,
-                title=passages[i].title,
-                text=passages[i].text,
-                score=float(scores[i]),
-                rank=rank,
-                metadata=dict(passages[i].metadata),
+            _result(
+                passages[i],
+                rank,
+                scores[i],
                 generation_logprob=float(features["generation"][i]),
                 relevance=None if relevance is None else float(relevance[i]),
                 bm25_score=float(features["bm25"][i]),
@@ -786,6 +781,20 @@ _STATE = (
     "decoder",
     "assessor",
 )
+
+
+def _result(passage: Passage, rank: int, score: float, **scores: float | None) -> RetrievalResult:
+    """One ranked passage, verbatim, with the scores that ranked it."""
+    return RetrievalResult(
+        passage_id=passage.id,
+        doc_id=passage.doc_id,
+        title=passage.title,
+        text=passage.text,
+        score=float(score),
+        rank=rank,
+        metadata=dict(passage.metadata),
+        **scores,
+    )
 
 
 def _top_indices(scores: np.ndarray, n: int) -> list[int]:
