@@ -268,7 +268,7 @@ def _assessment_only(first: str):
     return rank
 
 
-def _fit_question(row: dict[str, Any]) -> Any:
+def _fit_question(row: dict[str, Any], dense: bool = False) -> Any:
     """The library's fit input from one saved row (the beams' passages and BM25's top)."""
     from selfretrieval_integrations.retrieval.fitting import FitQuestion
 
@@ -279,6 +279,7 @@ def _fit_question(row: dict[str, Any]) -> Any:
         bm25=np.array([c["bm25"] for c in pool]),
         token_logprobs=[np.array(c["gen"]) for c in pool],
         relevance=np.array([c["relevance"] for c in pool]),
+        dense=np.array([c["dense"] for c in pool]) if dense else None,
     )
 
 
@@ -292,6 +293,7 @@ def _library_hybrid(config: Any):
             "bm25": np.array([c["bm25"] for c in pool]),
             "generation": np.array([_gen(c, config.generation_tokens) for c in pool]),
             "relevance": np.array([c["relevance"] for c in pool]),
+            "dense": np.array([c["dense"] for c in pool]),
         }
         scores = convex_scores(features, config.weights)
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i]["index"]))
@@ -332,6 +334,10 @@ def report(args: argparse.Namespace) -> int:
         "hybrid/with-dense-score": Convex(
             ("beams", "bm25"), ("bm25", "dense", "generation", "relevance")
         ),
+        "hybrid/with-dense-no-assessment": Convex(
+            ("beams", "bm25"), ("bm25", "dense", "generation")
+        ),
+        "bm25+dense": Convex(("beams", "bm25"), ("bm25", "dense")),
         "bm25+self-reranker": Convex(("bm25",), ("bm25", "generation", "relevance")),
         "bm25+self-reranker/assessment-only-fused": Convex(("bm25",), ("bm25", "relevance")),
         "bm25+self-reranker/generation-only-fused": Convex(("bm25",), ("bm25", "generation")),
@@ -350,9 +356,11 @@ def report(args: argparse.Namespace) -> int:
     from selfretrieval_integrations.retrieval import HybridConfig
     from selfretrieval_integrations.retrieval.fitting import fit_from_questions
 
-    library = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
+    library = fit_from_questions([_fit_question(r, dense=True) for r in validation], HybridConfig())
+    no_dense = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
     fixed |= {
         "hybrid/library-fit": _library_hybrid(library),
+        "hybrid/library-fit-without-dense": _library_hybrid(no_dense),
         "bm25+self-reranker/library-fit": _library_reranker(library, "bm25"),
     }
     rankers = {**fixed, **{name: system.rank for name, system in convex.items()}}
@@ -381,6 +389,11 @@ def report(args: argparse.Namespace) -> int:
             "weights": library.weights,
             "rerank_weights": library.rerank_weights,
             "fitted": library.fitted,
+            "without_dense": {
+                "generation_tokens": no_dense.generation_tokens,
+                "weights": no_dense.weights,
+                "rerank_weights": no_dense.rerank_weights,
+            },
         },
         "significance": tests,
         "candidates_per_question": float(np.mean([r["timing"]["candidates"] for r in test])),
@@ -454,7 +467,7 @@ def answers(args: argparse.Namespace) -> int:
     rows = _load(args.workdir / "features.jsonl")
     validation = [r for r in rows if r["split"] == "validation"]
     test = [r for r in rows if r["split"] == "test"][: args.questions]
-    library = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
+    library = fit_from_questions([_fit_question(r, dense=True) for r in validation], HybridConfig())
     model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
     data = args.workdir / "data"
     queries = load_beir_queries(data)

@@ -393,6 +393,14 @@ def fit_fusion(
         str, typer.Option(help="qrels split of held-out questions (never trained on).")
     ] = "validation",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
+    dense: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--dense/--no-dense",
+            help="Also fit a weight for the dense score (default: when the dense extra is "
+            "installed).",
+        ),
+    ] = None,
 ) -> None:
     """Fit the hybrid's and the SelfReranker's fusion weights on held-out questions."""
     from selfretrieval_integrations.retrieval import (
@@ -403,7 +411,9 @@ def fit_fusion(
 
     try:
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
-        hybrid = fit_hybrid(model, load_beir_queries(data), load_beir_qrels(data, split))
+        hybrid = fit_hybrid(
+            model, load_beir_queries(data), load_beir_qrels(data, split), dense=dense
+        )
         save_retrieval_config(artifact, replace(model.config, hybrid=hybrid))
     except SelfRetrievalError as error:
         _fail(error)

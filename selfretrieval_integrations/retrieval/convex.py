@@ -5,9 +5,9 @@ Bruch et al. (arXiv 2210.11934) show that a convex combination of min-max normal
 semantic scores beats reciprocal-rank fusion once its one weight is tuned on a few queries, and
 that it degrades gracefully when the weight is off. RRF throws the scores away: a passage that
 both lists found jumps ahead however weak it is in each, which is how it lowered BM25 on SQuAD.
-Here the scores are BM25's, the model's generation log-probability of the passage and its
-self-assessed relevance (any subset, any other names), and the weights live in the artifact's
-manifest once fitted.
+Here the scores are BM25's, a dense retriever's cosine, the model's generation log-probability of
+the passage and its self-assessed relevance (any subset, any other names), and the weights live
+in the artifact's manifest once fitted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+
+from selfretrieval_integrations.index.dense import DEFAULT_DENSE_MODEL
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
@@ -99,27 +101,48 @@ def fit_weights(
     *,
     step: float = 0.05,
     depth: int = 5,
+    prior: Mapping[str, float] | None = None,
 ) -> FittedWeights:
     """The weighting of ``names`` with the best mean MRR@``depth`` over ``questions``.
 
     Each question is ``(features, relevant)``: one score array per feature over its candidates
-    and a boolean array marking the relevant ones. Ties between weightings go to the first in
-    grid order. Questions with no relevant candidate cannot tell weightings apart and count 0.
+    and a boolean array marking the relevant ones. Questions with no relevant candidate cannot
+    tell weightings apart and count 0.
+
+    With a ``prior`` (the weights used when nothing is fitted), a few questions cannot overrule
+    it by chance: ties between weightings go to the one closest (L1) to it, and the best
+    weighting replaces it only when it beats it by more than one standard error of the paired
+    per-question difference (the one-standard-error rule). Without a prior, ties go to the first
+    weighting in grid order.
     """
     if not questions:
         raise ValueError("fitting fusion weights needs at least one question")
     grid = simplex_grid(names, step)
     matrix = np.array([[w[name] for name in names] for w in grid])
-    total = np.zeros(len(grid), dtype=np.float64)
-    for features, relevant in questions:
+    target = None
+    if prior is not None and any(prior.get(name, 0.0) > 0 for name in names):
+        target = np.array([float(prior.get(name, 0.0)) for name in names])
+        matrix = np.vstack([matrix, target])  # its own objective, on the grid or not
+    per_question = np.zeros((len(questions), len(matrix)), dtype=np.float64)
+    for row, (features, relevant) in enumerate(questions):
         normed = np.stack([minmax(features[name]) for name in names])
         relevant = np.asarray(relevant, dtype=bool)
         if relevant.any():
-            total += _reciprocal_ranks(matrix @ normed, relevant, depth)
-    objectives = total / len(questions)
-    # The first weighting (in grid order) within a rounding error of the best.
-    index = int(np.flatnonzero(objectives >= objectives.max() - 1e-12)[0])
-    return FittedWeights(grid[index], float(objectives[index]), len(questions), f"mrr@{depth}")
+            per_question[row] = _reciprocal_ranks(matrix @ normed, relevant, depth)
+    objectives = per_question[:, : len(grid)].mean(axis=0)
+    tied = np.flatnonzero(objectives >= objectives.max() - 1e-12)
+    metric = f"mrr@{depth}"
+    if target is None:
+        index = int(tied[0])
+        return FittedWeights(grid[index], float(objectives[index]), len(questions), metric)
+    distance = np.abs(matrix[tied] - target).sum(axis=1)
+    index = int(tied[np.argmin(distance)])
+    gain = per_question[:, index] - per_question[:, -1]
+    error = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
+    if not gain.mean() > error:
+        weights = {name: float(w) for name, w in zip(names, target, strict=True)}
+        return FittedWeights(weights, float(per_question[:, -1].mean()), len(questions), metric)
+    return FittedWeights(grid[index], float(objectives[index]), len(questions), metric)
 
 
 class RetrievalMode(str, Enum):
@@ -129,12 +152,13 @@ class RetrievalMode(str, Enum):
     """The model's own trie-constrained beams, ranked by ``RetrievalConfig.fusion``."""
     HYBRID = "hybrid"
     """The beams' passages together with BM25's top ``HybridConfig.bm25_depth``, ranked by the
-    convex fusion of BM25, generation and relevance scores (``HybridConfig.weights``)."""
+    convex fusion of BM25, dense (optional), generation and relevance scores
+    (``HybridConfig.weights``)."""
 
 
 #: Feature names of the hybrid (and of the convex SelfReranker, whose first stage is the
 #: retriever that found the candidates).
-HYBRID_FEATURES = ("bm25", "generation", "relevance")
+HYBRID_FEATURES = ("bm25", "dense", "generation", "relevance")
 RERANK_FEATURES = ("first_stage", "generation", "relevance")
 
 
@@ -166,8 +190,12 @@ class HybridConfig:
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"bm25": 0.6, "generation": 0.25, "relevance": 0.15}
     )
-    """Convex weights of the hybrid's ``bm25``, ``generation`` and ``relevance`` scores; a zero
-    weight skips computing that score (``relevance`` is the slow one)."""
+    """Convex weights of the hybrid's ``bm25``, ``dense``, ``generation`` and ``relevance``
+    scores; a zero weight skips computing that score (``relevance`` is the slow one, ``dense``
+    needs the ``dense`` extra and encodes the corpus once per loaded model)."""
+    dense_model: str = DEFAULT_DENSE_MODEL
+    """The sentence-transformers model of the ``dense`` score: the offline all-MiniLM-L6-v2 of
+    the ``dense`` extra, a hub id or a folder."""
     rerank_weights: Mapping[str, float] = field(
         default_factory=lambda: {"first_stage": 0.55, "generation": 0.25, "relevance": 0.2}
     )

@@ -1,8 +1,9 @@
 """Fitting the hybrid's and the SelfReranker's convex weights on held-out training questions.
 
 Every question is run once: the beams' passages and BM25's top candidates are scored by BM25,
-by the generation log-probability of their first trie-key tokens (kept per token, so every
-``generation_tokens`` on the grid is tried from one pass) and by self-assessment. The hybrid is
+by a dense retriever's cosine (when the ``dense`` extra is installed), by the generation
+log-probability of their first trie-key tokens (kept per token, so every ``generation_tokens``
+on the grid is tried from one pass) and by self-assessment. The hybrid is
 fitted over the union, the SelfReranker over BM25's candidates alone (its first stage). The
 questions must not have been trained on (``TrainingConfig.validation_fraction`` holds them out);
 the fit is recorded in ``HybridConfig.fitted`` and saved with ``save_retrieval_config``.
@@ -11,6 +12,7 @@ the fit is recorded in ``HybridConfig.fitted`` and saved with ``save_retrieval_c
 from __future__ import annotations
 
 import copy
+import importlib.util
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -39,19 +41,31 @@ class FitQuestion:
     bm25: np.ndarray
     token_logprobs: list[np.ndarray]
     relevance: np.ndarray
+    dense: np.ndarray | None = None
+    """Each candidate's dense cosine, or None when the fit leaves the dense score out."""
 
     def features(self, tokens: int, pool: np.ndarray | None = None) -> dict[str, np.ndarray]:
         keep = np.ones(len(self.bm25), dtype=bool) if pool is None else pool
         generation = np.array([float(lp[:tokens].sum()) for lp in self.token_logprobs])
-        return {
+        features = {
             "bm25": self.bm25[keep],
             "first_stage": self.bm25[keep],
             "generation": generation[keep],
             "relevance": self.relevance[keep],
         }
+        if self.dense is not None:
+            features["dense"] = self.dense[keep]
+        return features
 
 
-def fit_question(model: Any, query: str, relevant_ids: set[str], depth: int) -> FitQuestion:
+def dense_available() -> bool:
+    """Whether the ``dense`` extra is installed (the fit then tries the dense score too)."""
+    return importlib.util.find_spec("sentence_transformers") is not None
+
+
+def fit_question(
+    model: Any, query: str, relevant_ids: set[str], depth: int, *, dense: bool = False
+) -> FitQuestion:
     """Run one held-out question: its candidates and every score the fit needs."""
     by_generation = copy.copy(model)
     by_generation.config = replace(model.config, fusion=Fusion.GENERATION, mode=RetrievalMode.SELF)
@@ -70,6 +84,7 @@ def fit_question(model: Any, query: str, relevant_ids: set[str], depth: int) -> 
         bm25=bm25[union],
         token_logprobs=token_logprobs,
         relevance=model.assess(query, pairs),
+        dense=model.dense_index().scores([query])[0][union] if dense else None,
     )
 
 
@@ -80,8 +95,15 @@ def fit_hybrid(
     *,
     step: float = 0.05,
     show_progress: bool = True,
+    dense: bool | None = None,
 ) -> HybridConfig:
-    """The model's ``HybridConfig`` with weights fitted on ``queries`` (judged by ``qrels``)."""
+    """The model's ``HybridConfig`` with weights fitted on ``queries`` (judged by ``qrels``).
+
+    ``dense``: also fit a weight for the dense score (None: when the ``dense`` extra is
+    installed). The fit may still give it weight 0; a positive weight makes the artifact need
+    the extra at query time.
+    """
+    dense = dense_available() if dense is None else dense
     qids = [q for q in sorted(qrels) if q in queries and any(v > 0 for v in qrels[q].values())]
     if not qids:
         raise QueryError("fitting fusion weights needs held-out questions with a relevant passage")
@@ -92,26 +114,43 @@ def fit_hybrid(
 
         iterator = tqdm(qids, desc="fitting fusion", unit="question")
     questions = [
-        fit_question(model, queries[q], {d for d, v in qrels[q].items() if v > 0}, depth)
+        fit_question(
+            model, queries[q], {d for d, v in qrels[q].items() if v > 0}, depth, dense=dense
+        )
         for q in iterator
     ]
     return fit_from_questions(questions, model.config.hybrid, step=step)
 
 
 def fit_from_questions(
-    questions: list[FitQuestion], base: HybridConfig, *, step: float = 0.05
+    questions: list[FitQuestion],
+    base: HybridConfig,
+    *,
+    step: float = 0.05,
+    prior: HybridConfig | None = None,
 ) -> HybridConfig:
     """``base`` with the weights, and the ``generation_tokens``, that rank ``questions`` best
-    (hybrid and reranker objectives summed, so both share one ``generation_tokens``)."""
+    (hybrid and reranker objectives summed, so both share one ``generation_tokens``); ties go to
+    the weights closest to ``prior``'s (default: the library's unfitted ``HybridConfig()``), which
+    stand unless the fit beats them by more than chance (``fit_weights``); a re-fit so starts
+    from the same place as the first fit, not from its result. The
+    dense score is fitted only when every question carries it."""
+    prior = prior or HybridConfig()
+    with_dense = bool(questions) and all(q.dense is not None for q in questions)
+    names = [n for n in HYBRID_FEATURES if with_dense or n != "dense"]
     best: dict[str, Any] = {}
     for tokens in GENERATION_TOKENS:
         hybrid = fit_weights(
-            [(q.features(tokens), q.relevant) for q in questions], HYBRID_FEATURES, step=step
+            [(q.features(tokens), q.relevant) for q in questions],
+            names,
+            step=step,
+            prior=prior.weights,
         )
         rerank = fit_weights(
             [(q.features(tokens, q.in_bm25), q.relevant[q.in_bm25]) for q in questions],
             RERANK_FEATURES,
             step=step,
+            prior=prior.rerank_weights,
         )
         score = hybrid.objective + rerank.objective
         if not best or score > best["score"] + 1e-12:
@@ -127,6 +166,7 @@ def fit_from_questions(
             "hybrid_objective": round(float(best["hybrid"].objective), 4),
             "rerank_objective": round(float(best["rerank"].objective), 4),
             "step": step,
+            "dense": with_dense,
         },
     )
 

@@ -63,11 +63,16 @@ def test_hybrid_config_checks_and_round_trips_through_the_manifest_form():
         hybrid=HybridConfig(bm25_depth=5, weights={"bm25": 1.0}, fitted={"questions": 3}),
     )
     assert config.mode is RetrievalMode.HYBRID
-    assert config.hybrid.weights == {"bm25": 1.0, "generation": 0.0, "relevance": 0.0}
+    assert config.hybrid.weights == {
+        "bm25": 1.0,
+        "dense": 0.0,
+        "generation": 0.0,
+        "relevance": 0.0,
+    }
     assert RetrievalConfig.from_dict(config.to_dict()) == config
     assert RetrievalConfig.from_dict({}).mode is RetrievalMode.SELF  # artifacts from before
     for bad in (
-        {"weights": {"dense": 1.0}},
+        {"weights": {"vector": 1.0}},
         {"weights": {"bm25": -1.0, "generation": 2.0}},
         {"rerank_weights": {"first_stage": 0.0}},
         {"bm25_depth": -1},
@@ -93,3 +98,53 @@ def test_vectorised_ranks_equal_a_stable_sort():
             hits = np.flatnonzero(relevant[order])
             expected.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
         assert _reciprocal_ranks(scores, relevant, 5).tolist() == expected
+
+
+def _fit_question(rng, relevant_at, dense_informative):
+    from selfretrieval_integrations.retrieval import FitQuestion
+
+    n = 8
+    relevant = np.zeros(n, dtype=bool)
+    relevant[relevant_at] = True
+    dense = rng.random(n)
+    if dense_informative:
+        dense[relevant_at] = 2.0
+    return FitQuestion(
+        relevant=relevant,
+        in_bm25=np.ones(n, dtype=bool),
+        bm25=rng.random(n),
+        token_logprobs=[rng.random(32) for _ in range(n)],
+        relevance=rng.random(n),
+        dense=dense,
+    )
+
+
+def test_library_fit_weights_the_dense_score_only_when_every_question_has_it():
+    from dataclasses import replace
+
+    from selfretrieval_integrations.retrieval import fit_from_questions
+
+    rng = np.random.default_rng(0)
+    questions = [_fit_question(rng, i % 8, True) for i in range(12)]
+    fitted = fit_from_questions(questions, HybridConfig(), step=0.25)
+    assert fitted.weights["dense"] > 0.5 and fitted.fitted["dense"] is True
+    assert fitted.fitted["hybrid_objective"] == 1.0
+    without = [replace(q, dense=None) for q in questions[:-1]] + questions[-1:]
+    fitted = fit_from_questions(without, HybridConfig(), step=0.25)
+    assert fitted.weights["dense"] == 0.0 and fitted.fitted["dense"] is False
+
+
+def test_a_prior_stands_unless_the_fit_beats_it_by_more_than_chance():
+    # Feature "a" ranks the relevant candidate first in 15 of 16 questions, "b" in all 16.
+    def question(b_wins_alone):
+        relevant = np.array([True, False, False])
+        a = np.array([0.0, 1.0, 0.5]) if b_wins_alone else np.array([1.0, 0.0, 0.5])
+        return {"a": a, "b": np.array([1.0, 0.0, 0.5])}, relevant
+
+    few = [question(i == 0) for i in range(16)]
+    kept = fit_weights(few, ["a", "b"], step=0.5, prior={"a": 1.0})
+    assert kept.weights == {"a": 1.0, "b": 0.0}  # one question is not evidence
+    assert fit_weights(few, ["a", "b"], step=0.5).weights["b"] > 0  # without the prior it moves
+    many = [question(i % 2 == 0) for i in range(16)]
+    moved = fit_weights(many, ["a", "b"], step=0.5, prior={"a": 1.0})
+    assert moved.weights["b"] > 0 and moved.objective == 1.0

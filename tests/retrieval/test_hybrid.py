@@ -68,6 +68,33 @@ def test_bm25_index_follows_the_store(tiny_model, corpus):
     assert model.bm25_index() is not first
 
 
+def test_dense_weight_alone_orders_by_dense_cosine(tiny_model, corpus):
+    from selfretrieval_integrations.index import DenseIndex
+
+    model = hybrid_model(tiny_model, corpus, weights={"dense": 1.0}, bm25_depth=6)
+    query = "a famous museum in france"
+    results = model.retrieve(query, k=6)
+    cosine = DenseIndex(corpus).scores([query])[0]
+    assert [r.passage_id for r in results] == [corpus[i].id for i in np.argsort(-cosine)]
+    assert [r.dense_score for r in results] == pytest.approx(sorted(cosine)[::-1], abs=1e-5)
+    assert hybrid_model(tiny_model, corpus).retrieve(query, k=1)[0].dense_score is None
+
+
+def test_dense_index_encodes_only_new_passages_after_an_update(tiny_model, corpus):
+    from selfretrieval_integrations.index import DenseIndex
+
+    model = hybrid_model(tiny_model, corpus, weights={"dense": 1.0})
+    first = model.dense_index()
+    assert model.dense_index() is first
+    added = Passage(id="p9", doc_id="d9", title="Doc 9", text="Kyoto has old temples.")
+    model.store = PassageStore([*corpus[1:], added])  # what an update does
+    second = model.dense_index()
+    assert second is not first and second.encoder is first.encoder
+    assert np.array_equal(second.embeddings[:-1], first.embeddings[1:])
+    fresh = DenseIndex([*corpus[1:], added]).embeddings
+    assert second.embeddings == pytest.approx(fresh, abs=1e-5)
+
+
 def test_target_logprobs_match_a_plain_forward_pass(tiny_model):
     from selfretrieval_integrations.retrieval import PromptTemplate, Renderer, SelfAssessor
 
