@@ -99,6 +99,16 @@ def search(
     return results
 
 
+async def asearch(
+    model: SelfRetrievalModel, query: str, k: int, spec: Filter, threshold: float | None
+) -> list[RetrievalResult]:
+    """``search`` for async callers, batched with concurrent ones (``model.aretrieve``)."""
+    results = await model.aretrieve(query, k=k, filter=spec)
+    if threshold is not None:
+        results = [r for r in results if r.score >= threshold]
+    return results
+
+
 def passage_metadata(result: RetrievalResult) -> dict[str, Any]:
     """A result's metadata as both frameworks return it: the passage's, plus ``PASSAGE_KEYS``."""
     return {**result.metadata, **{key: getattr(result, key) for key in PASSAGE_KEYS}}

@@ -3,7 +3,8 @@
 Thin adapters: the model retrieves (filters enforced inside its constrained decoding) and reranks
 (``selfretrieval_integrations.reranking.rerank``); this module only converts to and from
 LangChain's ``Document``. The async methods run the model in a worker thread so they never block
-the event loop; the model's own lock serialises concurrent calls on its one set of weights.
+the event loop, and concurrent async retrievals are decoded together in one batch
+(``SelfRetrievalModel.aretrieve``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from selfretrieval_integrations.errors import QueryError
 from selfretrieval_integrations.extras import missing_extra
 from selfretrieval_integrations.framework_shared import (
     FromDocumentsOptions,
+    asearch,
     check_items,
     checked_filter,
     checked_model,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from selfretrieval_integrations.index import Filter
+    from selfretrieval_integrations.retrieval import RetrievalResult
 
 try:
     from langchain_core.callbacks import (
@@ -243,7 +246,8 @@ class SelfRetriever(BaseRetriever):
 
     # -- retrieval ----------------------------------------------------------------------------
 
-    def _search(self, query: str, options: Mapping[str, Any]) -> list[Document]:
+    def _call_options(self, options: Mapping[str, Any]) -> tuple[int, Filter, float | None]:
+        """``(k, filter, score threshold)`` of one call, checked."""
         unknown = sorted(set(options) - {*_CALL_OPTIONS, "verbose"})
         if unknown:
             raise QueryError(
@@ -256,19 +260,10 @@ class SelfRetriever(BaseRetriever):
         threshold = options.get("score_threshold")
         threshold = self.score_threshold if threshold is None else checked_threshold(threshold)
         allowed = combined_filter(self.model, self.filter, checked_filter(options.get("filter")))
-        return [
-            Document(
-                id=r.passage_id,
-                page_content=r.text,
-                metadata={
-                    **passage_metadata(r),
-                    "score": r.score,
-                    "rank": r.rank,
-                    "relevance": r.relevance,
-                },
-            )
-            for r in search(self.model, query, k, allowed, threshold)
-        ]
+        return k, allowed, threshold
+
+    def _search(self, query: str, options: Mapping[str, Any]) -> list[Document]:
+        return [_document(r) for r in search(self.model, query, *self._call_options(options))]
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
@@ -278,8 +273,23 @@ class SelfRetriever(BaseRetriever):
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        # Decoding is CPU/GPU-bound: run it off the event loop (the model's lock queues callers).
-        return await asyncio.to_thread(self._search, query, kwargs)
+        # Off the event loop, and decoded in one batch with the calls that wait beside it.
+        results = await asearch(self.model, query, *self._call_options(kwargs))
+        return [_document(r) for r in results]
+
+
+def _document(result: RetrievalResult) -> Document:
+    """A result as a LangChain document."""
+    return Document(
+        id=result.passage_id,
+        page_content=result.text,
+        metadata={
+            **passage_metadata(result),
+            "score": result.score,
+            "rank": result.rank,
+            "relevance": result.relevance,
+        },
+    )
 
 
 class SelfReranker(BaseDocumentCompressor):

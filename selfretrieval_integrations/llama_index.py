@@ -2,12 +2,12 @@
 
 Thin adapters: the model retrieves (filters enforced inside its constrained decoding) and reranks
 (``selfretrieval_integrations.reranking.rerank``); this module converts nodes, ``MetadataFilters``
-and results. Async retrieval runs the model in a worker thread, so it never blocks the event loop.
+and results. Async retrieval runs off the event loop, decoded in one batch with concurrent calls
+(``SelfRetrievalModel.aretrieve``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +20,7 @@ from selfretrieval_integrations.extras import missing_extra
 from selfretrieval_integrations.framework_shared import (
     PASSAGE_KEYS,
     FromDocumentsOptions,
+    asearch,
     check_items,
     checked_filter,
     checked_model,
@@ -351,8 +352,12 @@ class SelfRetriever(BaseRetriever):
         return [_node(r) for r in results]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        # Decoding is CPU/GPU-bound: run it off the event loop (the model's lock queues callers).
-        return await asyncio.to_thread(self._retrieve, query_bundle)
+        # Off the event loop, and decoded in one batch with the calls that wait beside it.
+        allowed = combined_filter(self.model, self._filter)
+        results = await asearch(
+            self.model, query_bundle.query_str, self.similarity_top_k, allowed, self.score_threshold
+        )
+        return [_node(r) for r in results]
 
 
 def _read_settings(path: Path) -> dict[str, Any]:

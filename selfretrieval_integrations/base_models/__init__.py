@@ -3,7 +3,8 @@ tiny test models, hub ids, local paths), devices and dtypes, and the tokenizer f
 
 Modules: ``loading`` (the entry point, :func:`load_base_model`), ``devices``, ``smollm2`` (the
 offline GGUF model and its cache), ``tiny`` (random test models), ``fingerprint``, ``compat``
-(differences between transformers versions).
+(differences between transformers versions), ``quantization`` (int8 linear layers for CPU
+inference).
 """
 
 from .compat import cache_kwarg, dtype_kwarg, logits_to_keep_kwarg, quiet_weight_loading
@@ -16,20 +17,24 @@ from .loading import (
     load_base_model,
     load_base_tokenizer,
 )
+from .quantization import QUANTIZATIONS, checked_quantize, quantize_int8
 from .smollm2 import SMOLLM2_INSTALL_COMMAND, default_cache_dir, find_smollm2_gguf
 
 __all__ = [
     "BASE_MODEL_ALIASES",
     "BASE_MODEL_DESCRIPTIONS",
+    "QUANTIZATIONS",
     "SMOLLM2_INSTALL_COMMAND",
     "cache_kwarg",
     "canonical_base_model_name",
+    "checked_quantize",
     "default_cache_dir",
     "dtype_kwarg",
     "find_smollm2_gguf",
     "load_base_model",
     "load_base_tokenizer",
     "logits_to_keep_kwarg",
+    "quantize_int8",
     "quiet_weight_loading",
     "resolve_device_and_dtype",
     "tokenizer_fingerprint",

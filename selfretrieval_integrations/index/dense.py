@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfretrieval_integrations.base_models import default_cache_dir
+from selfretrieval_integrations.base_models import default_cache_dir, quiet_weight_loading
 from selfretrieval_integrations.corpus import Passage
 from selfretrieval_integrations.extras import require
 
@@ -63,15 +63,28 @@ class DenseIndex:
         model: str = DEFAULT_DENSE_MODEL,
         batch_size: int = 64,
         device: str = "cpu",
+        reuse: DenseIndex | None = None,
     ) -> None:
-        st = require("sentence_transformers", "dense", "the dense baseline")
-        source = str(offline_minilm_folder()) if model == DEFAULT_DENSE_MODEL else model
+        """``reuse``: an index of the same model over an earlier version of the corpus, whose
+        encoder and embeddings of unchanged passages are kept (an update re-encodes only what
+        it added)."""
         self.model_name = model
-        self.encoder = st.SentenceTransformer(source, device=device)
         self.batch_size = batch_size
         self.size = len(passages)
-        texts = [f"{p.title}\n{p.text}" if p.title else p.text for p in passages]
-        self.embeddings = self._encode(texts)
+        if reuse is not None and reuse.model_name == model:
+            self.encoder = reuse.encoder
+        else:
+            reuse = None
+            st = require("sentence_transformers", "dense", "dense scores")
+            source = str(offline_minilm_folder()) if model == DEFAULT_DENSE_MODEL else model
+            with quiet_weight_loading():  # no progress bar on every load (or in --json output)
+                self.encoder = st.SentenceTransformer(source, device=device)
+        self._texts = [f"{p.title}\n{p.text}" if p.title else p.text for p in passages]
+        known = {} if reuse is None else {t: i for i, t in enumerate(reuse._texts)}
+        missing = [t for t in dict.fromkeys(self._texts) if t not in known]
+        fresh = dict(zip(missing, self._encode(missing), strict=True)) if missing else {}
+        rows = [fresh[t] if t in fresh else reuse.embeddings[known[t]] for t in self._texts]
+        self.embeddings = np.stack(rows) if rows else self._encode([""])[:0]
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.encoder.encode(

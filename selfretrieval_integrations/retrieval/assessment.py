@@ -34,11 +34,17 @@ class AssessmentConfig:
     max_passage_tokens: int = 512
     """Passages handed to ``assess`` (or ``SelfReranker``) are cut to this many tokens first,
     with a warning: a bound that holds also for text without spaces."""
+    window_tokens: int | None = None
+    """Passage tokens the assessment reads (its cost grows with them); None reads up to
+    ``max_passage_words``. The start of a passage carries most of what the judgement needs:
+    ``benchmarks/latency.py`` measures speed and Hits@1 per window."""
 
     def __post_init__(self) -> None:
         checked_int(self.batch_size, "AssessmentConfig.batch_size")
         checked_int(self.max_passage_words, "AssessmentConfig.max_passage_words")
         checked_int(self.max_passage_tokens, "AssessmentConfig.max_passage_tokens")
+        if self.window_tokens is not None:
+            checked_int(self.window_tokens, "AssessmentConfig.window_tokens")
 
 
 class SelfAssessor:
@@ -68,16 +74,18 @@ class SelfAssessor:
         renderer = self.renderer
         refusal = renderer.refusal_ids()
         rows = [
-            (
-                renderer.assessment_context_ids(
-                    title, cut_words(text, self.config.max_passage_words)
-                ),
-                refusal,
-            )
+            (renderer.assessment_context_ids(title, self._window(text)), refusal)
             for title, text in passages
         ]
         logprobs = self.scorer.token_logprobs(renderer.encode_prompt(query), rows)
         return np.array([-float(lp.mean()) for lp in logprobs], dtype=np.float64)
+
+    def _window(self, text: str) -> str:
+        """The part of a passage the assessment reads."""
+        text = cut_words(text, self.config.max_passage_words)
+        if self.config.window_tokens is not None:
+            text = self.renderer.cut_to_tokens(text, self.config.window_tokens)[0]
+        return text
 
     def target_logprobs(
         self, query: str, passages: Sequence[tuple[str, str]], max_tokens: int

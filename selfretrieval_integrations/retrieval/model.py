@@ -15,8 +15,10 @@ import torch
 
 from selfretrieval_integrations import artifact
 from selfretrieval_integrations.base_models import (
+    checked_quantize,
     dtype_kwarg,
     load_base_model,
+    quantize_int8,
     quiet_weight_loading,
     resolve_device_and_dtype,
     tokenizer_fingerprint,
@@ -25,6 +27,7 @@ from selfretrieval_integrations.corpus import ChunkingConfig, Corpus, Document, 
 from selfretrieval_integrations.errors import ArtifactError, QueryError
 from selfretrieval_integrations.index import (
     BM25Index,
+    DenseIndex,
     Filter,
     PassageKeys,
     PassageStore,
@@ -35,6 +38,7 @@ from selfretrieval_integrations.training import load_trainer
 from selfretrieval_integrations.validation import checked_int
 
 from .assessment import AssessmentConfig, SelfAssessor
+from .batching import RequestBatcher
 from .convex import HybridConfig, RetrievalMode, convex_scores
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
 from .fusion import Candidates, Fusion, rank_candidates
@@ -109,6 +113,8 @@ class RetrievalResult:
     relevance: float | None = None
     bm25_score: float | None = None
     """In hybrid mode, the passage's BM25 score (None otherwise)."""
+    dense_score: float | None = None
+    """In hybrid mode with a ``dense`` weight, the passage's cosine to the query."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -180,9 +186,29 @@ class SelfRetrievalModel:
             "dtype": None,
             "trust_remote_code": False,
             "verify": True,
+            "quantize": None,
         }
         self._checked_at = time.monotonic()
         self._bm25: tuple[PassageStore, BM25Index] | None = None
+        self._dense: tuple[PassageStore, DenseIndex] | None = None
+        self._batcher: RequestBatcher | None = None
+
+    @property
+    def config(self) -> RetrievalConfig:
+        """How queries are answered; assigning a new one takes effect from the next call
+        (decoding and assessment settings included)."""
+        return self._config
+
+    @config.setter
+    def config(self, config: RetrievalConfig) -> None:
+        self._config = config
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None:
+            decoder.config = config.decoding
+        assessor = getattr(self, "assessor", None)
+        if assessor is not None:
+            assessor.config = config.assessment
+            assessor.scorer.batch_size = config.assessment.batch_size
 
     # -- construction -------------------------------------------------------------------------
 
@@ -239,15 +265,21 @@ class SelfRetrievalModel:
         verify: bool = True,
         trainable_adapter: bool = False,
         refresh_every: float | None = None,
+        quantize: str | None = None,
     ) -> SelfRetrievalModel:
         """Load an artifact's current generation (validated before use).
 
         A LoRA adapter is merged into the base weights for fast inference, unless
         ``trainable_adapter`` asks for the peft model itself (to train it further).
+        ``quantize="int8"``: dynamic int8 linear layers for CPU inference (faster on a small
+        CPU; ``benchmarks/latency.py`` measures speed and quality); not with a trainable adapter.
         ``refresh_every``: check for a newer generation (another process's delete or add) at most
         every this many seconds, before a query; ``refresh()`` checks on demand.
         """
         path = Path(path)
+        quantize = checked_quantize(quantize)
+        if quantize and trainable_adapter:
+            raise ValueError("a quantized model cannot be trained: drop quantize or the adapter")
         for attempt in range(3):
             folder, generation = artifact.resolve(path)
             try:
@@ -259,6 +291,7 @@ class SelfRetrievalModel:
                     config=config,
                     verify=verify,
                     trainable_adapter=trainable_adapter,
+                    quantize=quantize,
                 )
                 break
             except (ArtifactError, OSError):
@@ -275,6 +308,7 @@ class SelfRetrievalModel:
             "dtype": dtype,
             "trust_remote_code": trust_remote_code,
             "verify": verify,
+            "quantize": quantize,
         }
         return loaded
 
@@ -290,6 +324,7 @@ class SelfRetrievalModel:
         verify: bool,
         trainable_adapter: bool = False,
         weights_of: SelfRetrievalModel | None = None,
+        quantize: str | None = None,
     ) -> SelfRetrievalModel:
         """One generation's model; ``weights_of`` lends its weights and tokenizer instead."""
         from transformers import AutoTokenizer
@@ -327,6 +362,8 @@ class SelfRetrievalModel:
             model = cls._load_weights(
                 folder, manifest, device, dtype, trust_remote_code, trainable_adapter
             )
+            if quantize == "int8":
+                model = quantize_int8(model)
         return cls(
             model,
             tokenizer,
@@ -387,6 +424,11 @@ class SelfRetrievalModel:
         ``adapter``: a peft model whose LoRA adapter is saved instead of full weights.
         """
         path = Path(path)
+        if self._load_options.get("quantize") and adapter is None:
+            raise ArtifactError(
+                "this model was loaded with quantize=... for inference; its int8 weights are not "
+                "saved: load the artifact without quantize to save it"
+            )
         fingerprint = tokenizer_fingerprint(self.tokenizer)
         with artifact.new_generation(path, "save", lock_timeout=lock_timeout) as tmp:
             self.tokenizer.save_pretrained(tmp / artifact.TOKENIZER_DIR)
@@ -520,6 +562,27 @@ class SelfRetrievalModel:
         """The ``k`` best passages for ``query`` (fewer only if fewer are allowed)."""
         return self.retrieve_batch([query], k, filter=filter)[0]
 
+    async def aretrieve(
+        self, query: str, k: int = 10, filter: Filter = None
+    ) -> list[RetrievalResult]:
+        """``retrieve`` for async code: concurrent calls are decoded together as one batch
+        (``batcher``), each returning what ``retrieve`` would."""
+        return await self.batcher().retrieve(query, k, filter)
+
+    def batcher(self) -> RequestBatcher:
+        """The worker that merges concurrent ``aretrieve`` calls (started on first use).
+
+        On a CPU it runs them one at a time (``max_batch=1``): on the 2-core benchmark machine a
+        batch of 16 had 0.78x the throughput of single calls, because the work there is compute
+        bound and batching adds padding (``benchmarks/RESULTS.md``). On an accelerator it merges
+        up to 16. Replace it to choose: ``model._batcher = RequestBatcher(model, max_batch=n)``.
+        """
+        with self.lock:
+            if self._batcher is None:
+                on_cpu = next(self.model.parameters()).device.type == "cpu"
+                self._batcher = RequestBatcher(self, max_batch=1 if on_cpu else 16)
+            return self._batcher
+
     def retrieve_batch(
         self,
         queries: Sequence[str],
@@ -616,6 +679,18 @@ class SelfRetrievalModel:
                 cached = self._bm25 = (self.store, BM25Index(list(self.store)))
             return cached[1]
 
+    def dense_index(self) -> DenseIndex:
+        """The ``HybridConfig.dense_model`` embeddings of this model's passages, encoded on first
+        use; after the store changes only new or edited passages are encoded again."""
+        with self.lock:
+            cached = self._dense
+            name = self.config.hybrid.dense_model
+            if cached is None or cached[0] is not self.store or cached[1].model_name != name:
+                previous = None if cached is None else cached[1]
+                index = DenseIndex(list(self.store), model=name, reuse=previous)
+                cached = self._dense = (self.store, index)
+            return cached[1]
+
     def generation_scores(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Log-probability of the first ``HybridConfig.generation_tokens`` tokens of each
         passage's trie key after ``query``: how strongly the model would generate it."""
@@ -644,6 +719,8 @@ class SelfRetrievalModel:
         passages = [self.store[i] for i in union]
         pairs = [(p.title, p.text) for p in passages]
         features = {"bm25": bm25[union], "generation": self._generation_scores(query, pairs)}
+        if hybrid.weights["dense"] > 0:
+            features["dense"] = self.dense_index().scores([query])[0][union]
         relevance = None
         if hybrid.weights["relevance"] > 0:
             relevance = self.assessor.relevance(query, pairs)
@@ -658,6 +735,7 @@ class SelfRetrievalModel:
                 generation_logprob=float(features["generation"][i]),
                 relevance=None if relevance is None else float(relevance[i]),
                 bm25_score=float(features["bm25"][i]),
+                dense_score=float(features["dense"][i]) if "dense" in features else None,
             )
             for rank, i in enumerate(order[:k], start=1)
         ]

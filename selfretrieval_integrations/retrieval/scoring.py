@@ -28,6 +28,10 @@ class ContinuationScorer:
         self.batch_size = batch_size
         self._cache_kwarg = cache_kwarg(model)
         self._logits_kwarg = logits_to_keep_kwarg(model)
+        self.forward_passes = 0
+        """Forward passes run so far (the prefix's and each batch's), for benchmarks."""
+        self.tokens_fed = 0
+        """Token positions fed to the model so far, padding included."""
 
     @property
     def device(self) -> torch.device:
@@ -63,6 +67,8 @@ class ContinuationScorer:
                 use_cache=True,
                 **self._keep(1),
             )
+            self.forward_passes += 1
+            self.tokens_fed += len(cached)
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start : start + self.batch_size]
                 out.extend(self._batch(prefix_cache, len(cached), carried, batch))
@@ -91,6 +97,8 @@ class ContinuationScorer:
             positions[row, pad:] = cached + torch.arange(len(chunk))
             targets[row, keep - len(target) :] = torch.as_tensor(list(target))
         ids, real, positions = ids.to(device), real.to(device), positions.to(device)
+        self.forward_passes += 1
+        self.tokens_fed += n * width
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(n)
         attention = torch.cat(

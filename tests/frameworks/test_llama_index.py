@@ -141,7 +141,7 @@ def test_sixteen_concurrent_aretrieve_match_sequential_calls_on_one_model(model,
     results = asyncio.run(concurrent())
     assert [ids(r) for r in results] == [ids(r) for r in sequential]
     assert [[n.score for n in r] for r in results] == [[n.score for n in r] for r in sequential]
-    assert probe.calls == len(QUERIES) and len(probe.threads) > 1
+    assert probe.calls == len(QUERIES) and len(probe.threads) == 1  # the batcher thread
     assert probe.max_active == 1  # the shared model decoded one call at a time
 
 
