@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,8 @@ class RequestBatcher:
     """A worker thread that runs waiting ``retrieve`` calls of one model as batches."""
 
     def __init__(self, model: SelfRetrievalModel, *, max_batch: int = 16) -> None:
-        self.model = model
+        # A weak reference: the worker thread must not keep a dropped model's weights alive.
+        self._model = weakref.ref(model)
         self.max_batch = checked_int(max_batch, "max_batch")
         self.batches = 0
         """Batches run so far (a benchmark's check that calls were merged)."""
@@ -91,6 +93,13 @@ class RequestBatcher:
             self._run(pending)
             if stop:
                 return
+
+    @property
+    def model(self) -> SelfRetrievalModel:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model of this batcher was garbage-collected")
+        return model
 
     def _run(self, pending: list[_Request]) -> None:
         by_k: dict[int, list[_Request]] = {}
