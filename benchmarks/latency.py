@@ -9,7 +9,14 @@ Paths (each a way of loading and configuring the same artifact):
 - ``int8``: dynamic int8 linear layers of the transformer body
   (``from_pretrained(quantize="int8")``);
 - ``int8-all``: the output head quantized too;
-- ``fast``: ``int8`` and a window (``--window``).
+- ``exact-N``: only the candidates that can still reach the first N places are assessed
+  (``AssessmentConfig.exact_ranks``; those places are exact);
+- ``hybrid``: retrieval in ``hybrid`` mode instead of ``self``;
+- ``probability``: the artifact of ``--probability-artifact``, whose fusion weights were fitted
+  with relevance on the probability scale (``HybridConfig.relevance_scale``), so the hybrid and
+  the SelfReranker can skip candidates too;
+- ``fast``: ``int8`` and a window (``--window``);
+- settings joined by ``+``, e.g. ``exact-1+window-128``.
 
 Self-Retrieval runs in ``self`` mode with self-assessment (k=10) on the bundled corpus's held-out
 questions: p50/p95 per stage (decode, assessment), forward passes per query and Hits@1. The
@@ -51,7 +58,7 @@ class StageClock:
         self.model = model
         self.seconds = {"decode": 0.0, "assessment": 0.0, "generation": 0.0}
         self._wrap(model.decoder, "decode", "decode")
-        self._wrap(model.assessor, "relevance", "assessment")
+        self._wrap(model.assessor, "_refusal_loss", "assessment")
         self._wrap(model.assessor, "target_logprobs", "generation")
 
     def _wrap(self, owner: Any, method: str, stage: str) -> None:
@@ -72,23 +79,37 @@ class StageClock:
         return taken
 
 
-def load(artifact: Path, path: str, window: int) -> SelfRetrievalModel:
-    quantize = "int8" if path in ("int8", "fast") else None
+def load(
+    artifact: Path, path: str, window: int, probability_artifact: Path | None
+) -> SelfRetrievalModel:
+    """The artifact loaded and configured as ``path`` says: ``+``-joined settings, e.g.
+    ``exact-1+window-128``."""
+    settings = ["int8", f"window-{window}"] if path == "fast" else path.split("+")
+    quantize = "int8" if "int8" in settings else None
+    if "probability" in settings:
+        if probability_artifact is None:
+            raise SystemExit(f"path {path!r} needs --probability-artifact")
+        artifact = probability_artifact
     model = SelfRetrievalModel.from_pretrained(artifact, quantize=quantize)
-    if path == "int8-all":  # the output head quantized too (measured worse; not an option)
+    if "probability" in settings and model.config.hybrid.relevance_scale != "probability":
+        raise SystemExit(f"{artifact} was not fitted with --relevance-scale probability")
+    if "int8-all" in settings:  # the output head quantized too (measured worse; not an option)
         from selfretrieval_integrations.base_models import quantize_int8
 
-        model = SelfRetrievalModel.from_pretrained(artifact)
         quantized = quantize_int8(model.model, keep_float=())
         model.model = model.decoder.model = model.assessor.model = quantized
         model.assessor.scorer.model = quantized
-    config = replace(model.config, mode=RetrievalMode.SELF)
-    tokens = None
-    if path == "fast":
-        tokens = window
-    elif path.startswith("window-"):
-        tokens = int(path.split("-", 1)[1])
-    model.config = replace(config, assessment=replace(config.assessment, window_tokens=tokens))
+    assessment = model.config.assessment
+    for setting in settings:
+        name, _, value = setting.partition("-")
+        if name == "window":
+            assessment = replace(assessment, window_tokens=int(value))
+        elif name == "exact":
+            assessment = replace(assessment, exact_ranks=int(value))
+        elif setting not in ("today", "int8", "int8-all", "hybrid", "probability"):
+            raise SystemExit(f"unknown setting {setting!r} in path {path!r}")
+    mode = RetrievalMode.HYBRID if "hybrid" in settings else RetrievalMode.SELF
+    model.config = replace(model.config, mode=mode, assessment=assessment)
     return model
 
 
@@ -100,9 +121,11 @@ def self_retrieval(
     clock.reset()
     stages: dict[str, list[float]] = {"total": [], "decode": [], "assessment": []}
     passes: list[int] = []
+    assessed: list[int] = []
     firsts: list[str] = []
     for question in questions:
         before = model.assessor.scorer.forward_passes
+        assessed_before = model.assessor.passages_assessed
         started = time.perf_counter()
         results = model.retrieve(question, k=k)
         stages["total"].append(time.perf_counter() - started)
@@ -112,12 +135,14 @@ def self_retrieval(
         passes.append(
             model.last_stats.forward_passes + model.assessor.scorer.forward_passes - before
         )
+        assessed.append(model.assessor.passages_assessed - assessed_before)
         firsts.append(results[0].doc_id if results else "")
     hits = [f in rel for f, rel in zip(firsts, relevant, strict=True)]
     return {
         "hits@1": round(float(np.mean(hits)), 4),
         "latency": {stage: latency(values) for stage, values in stages.items()},
         "forward_passes_per_query": round(float(np.mean(passes)), 1),
+        "passages_assessed_per_query": round(float(np.mean(assessed)), 1),
         "first": firsts,
     }
 
@@ -174,15 +199,36 @@ def concurrency(model: SelfRetrievalModel, questions: list[str], k: int) -> dict
     }
 
 
+def _ratio(base: dict | None, row: dict, system: str, stage: str | None = None) -> float:
+    """The baseline's p50 over this path's (NaN when the baseline did not run this system)."""
+    if not base or system not in base:
+        return float("nan")
+    today, this = base[system]["latency"], row[system]["latency"]
+    if stage is not None:
+        today, this = today[stage], this[stage]
+    return today["p50_ms"] / this["p50_ms"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, required=True)
     parser.add_argument("--paths", nargs="+", default=["today", "window-128", "int8", "fast"])
     parser.add_argument("--window", type=int, default=128, help="window_tokens of the fast path")
+    parser.add_argument(
+        "--probability-artifact",
+        type=Path,
+        default=None,
+        help="the artifact re-fitted with `selfretrieval fit-fusion --relevance-scale "
+        "probability`, for paths with `probability`",
+    )
     parser.add_argument("--questions", type=int, default=None, help="first N held-out questions")
+    parser.add_argument("--baseline", default="today", help="the path speed-ups compare with")
     parser.add_argument("--rerank-questions", type=int, default=30)
     parser.add_argument("--concurrent", type=int, default=16)
-    parser.add_argument("--concurrency-paths", nargs="+", default=["fast"])
+    parser.add_argument("--concurrency-paths", nargs="*", default=["fast"])
+    parser.add_argument(
+        "--rerank-paths", nargs="*", default=None, help="paths that run the reranker (all)"
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
@@ -197,55 +243,45 @@ def main() -> None:
 
     paths: dict[str, Any] = {}
     for path in args.paths:
-        model = load(args.artifact, path, args.window)
-        paths[path] = {
-            "self_retrieval": self_retrieval(model, questions, relevant, args.k),
-            "reranker": reranker(
+        model = load(args.artifact, path, args.window, args.probability_artifact)
+        paths[path] = {"self_retrieval": self_retrieval(model, questions, relevant, args.k)}
+        if args.rerank_paths is None or path in args.rerank_paths:
+            paths[path]["reranker"] = reranker(
                 model,
                 questions[: args.rerank_questions],
                 relevant[: args.rerank_questions],
                 args.depth,
-            ),
-        }
+            )
         if path in args.concurrency_paths:
             paths[path]["concurrency"] = concurrency(model, questions[: args.concurrent], args.k)
-        row = paths[path]
+        sr = paths[path]["self_retrieval"]
         print(
-            f"{path}: SR p50 {row['self_retrieval']['latency']['total']['p50_ms']:.0f} ms "
-            f"Hits@1 {row['self_retrieval']['hits@1']:.3f}; reranker p50 "
-            f"{row['reranker']['latency']['p50_ms']:.0f} ms Hits@1 {row['reranker']['hits@1']:.3f}",
+            f"{path}: SR p50 {sr['latency']['total']['p50_ms']:.0f} ms Hits@1 {sr['hits@1']:.3f}",
             flush=True,
         )
 
-    base = paths.get("today")
+    base = paths.get(args.baseline)
     print(f"\n{len(questions)} held-out questions (reranker: first {args.rerank_questions})")
     header = (
-        f"{'path':>10} | {'SR p50':>8} {'p95':>8} {'decode':>8} {'assess':>8} {'passes':>6} "
-        f"{'Hits@1':>6} {'x':>5} | {'rerank p50':>10} {'Hits@1':>6} {'x':>5}"
+        f"{'path':>22} | {'SR p50':>8} {'p95':>8} {'decode':>8} {'assess':>8} {'passes':>6} "
+        f"{'scored':>6} {'Hits@1':>6} {'x':>5} | {'rerank p50':>10} {'Hits@1':>6} {'x':>5}"
     )
     print(header)
     for name, row in paths.items():
-        sr, rr = row["self_retrieval"], row["reranker"]
-        speed = (
-            base["self_retrieval"]["latency"]["total"]["p50_ms"] / sr["latency"]["total"]["p50_ms"]
-            if base
-            else float("nan")
-        )
-        rspeed = (
-            base["reranker"]["latency"]["p50_ms"] / rr["latency"]["p50_ms"]
-            if base
-            else float("nan")
-        )
-        row["speedup_vs_today"] = {
-            "self_retrieval_p50": round(speed, 2),
-            "reranker_p50": round(rspeed, 2),
-        }
+        sr = row["self_retrieval"]
+        speed = _ratio(base, row, "self_retrieval", "total")
+        row["speedup_vs_baseline"] = {"self_retrieval_p50": round(speed, 2)}
+        cells = f"{'-':>10} {'-':>6} {'-':>5}"
+        if "reranker" in row:
+            rspeed = _ratio(base, row, "reranker")
+            row["speedup_vs_baseline"]["reranker_p50"] = round(rspeed, 2)
+            rr = row["reranker"]
+            cells = f"{rr['latency']['p50_ms']:10.0f} {rr['hits@1']:6.3f} {rspeed:5.2f}"
         print(
-            f"{name:>10} | {sr['latency']['total']['p50_ms']:8.0f} "
+            f"{name:>22} | {sr['latency']['total']['p50_ms']:8.0f} "
             f"{sr['latency']['total']['p95_ms']:8.0f} {sr['latency']['decode']['p50_ms']:8.0f} "
             f"{sr['latency']['assessment']['p50_ms']:8.0f} {sr['forward_passes_per_query']:6.1f} "
-            f"{sr['hits@1']:6.3f} {speed:5.2f} | {rr['latency']['p50_ms']:10.0f} "
-            f"{rr['hits@1']:6.3f} {rspeed:5.2f}"
+            f"{sr['passages_assessed_per_query']:6.1f} {sr['hits@1']:6.3f} {speed:5.2f} | {cells}"
         )
     for name, row in paths.items():
         if "concurrency" in row:
@@ -259,6 +295,7 @@ def main() -> None:
         "k": args.k,
         "rerank_depth": args.depth,
         "window": args.window,
+        "baseline": args.baseline,
         "paths": paths,
         "machine": {
             "python": platform.python_version(),

@@ -12,6 +12,7 @@ paired tests, so that no weight, depth or threshold ever sees a test question.
 Usage::
 
     python benchmarks/quality_study.py features --workdir runs/squad-small-v
+    python benchmarks/quality_study.py dense-features --workdir runs/squad-small-v  # optional
     python benchmarks/quality_study.py report --workdir runs/squad-small-v \\
         --output benchmarks/results/squad-small-quality.json
 """
@@ -81,8 +82,8 @@ def features(args: argparse.Namespace) -> int:
             bm25_top = np.argsort(-bm25_all, kind="stable")[:DEPTH]
             dense_top = np.argsort(-dense_all, kind="stable")[:DEPTH]
             beam_idx = [model.store.index_of(r.passage_id) for r in beams]
-            # Dense's own candidates are not scored by the model: on a 2-core CPU that would
-            # add half again to the run (dense+self-reranker is left out of this study).
+            # Dense's own candidates are scored by ``dense-features``, an optional second pass:
+            # on a 2-core CPU they add half again to the run.
             union = list(dict.fromkeys([*beam_idx, *map(int, bm25_top)]))
             pairs = [(passages[i].title, passages[i].text) for i in union]
             started = time.perf_counter()
@@ -145,11 +146,60 @@ def features(args: argparse.Namespace) -> int:
     return 0
 
 
+def dense_features(args: argparse.Namespace) -> int:
+    """Score dense's own candidates (those neither the beams nor BM25 found) as ``features``
+    scores the rest, into ``dense-features.jsonl`` (resumable), for the SelfReranker over dense."""
+    from tqdm.auto import tqdm
+
+    from selfretrieval_integrations.retrieval import SelfRetrievalModel
+
+    model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
+    passages = list(model.store)
+    queries = _questions(args.workdir)
+    out = args.workdir / "dense-features.jsonl"
+    done = set()
+    if out.exists():
+        done = {json.loads(line)["qid"] for line in out.read_text().splitlines() if line}
+    rows = [r for r in _load(args.workdir / "features.jsonl") if r["qid"] not in done]
+    with out.open("a", encoding="utf-8") as handle:
+        for row in tqdm(rows, desc="dense features"):
+            question = queries[row["qid"]]
+            missing = [c["index"] for c in row["candidates"] if c["relevance"] is None]
+            pairs = [(passages[i].title, passages[i].text) for i in missing]
+            with model.lock:
+                gen = model.assessor.target_logprobs(question, pairs, max(GEN_TOKENS))
+            relevance = model.assess(question, pairs) if pairs else []
+            scores = {
+                str(i): {"gen": [round(float(x), 5) for x in g], "relevance": float(r)}
+                for i, g, r in zip(missing, gen, relevance, strict=True)
+            }
+            handle.write(json.dumps({"qid": row["qid"], "scores": scores}) + "\n")
+            handle.flush()
+    return 0
+
+
+def _questions(workdir: Path) -> dict[str, str]:
+    from selfretrieval_integrations.corpus import load_beir_queries
+
+    return load_beir_queries(workdir / "data")
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _with_dense_scores(rows: list[dict[str, Any]], workdir: Path) -> bool:
+    """Fill in dense's own candidates from ``dense-features``; whether every row has them."""
+    path = workdir / "dense-features.jsonl"
+    scored = {r["qid"]: r["scores"] for r in _load(path)} if path.exists() else {}
+    for row in rows:
+        for c in row["candidates"]:
+            if c["relevance"] is None and str(c["index"]) in scored.get(row["qid"], {}):
+                c.update(scored[row["qid"]][str(c["index"])])
+    return all(c["relevance"] is not None for row in rows for c in row["candidates"])
 
 
 def _gen(c: dict[str, Any], tokens: int) -> float:
@@ -295,7 +345,7 @@ def _library_hybrid(config: Any):
             "relevance": np.array([c["relevance"] for c in pool]),
             "dense": np.array([c["dense"] for c in pool]),
         }
-        scores = convex_scores(features, config.weights)
+        scores = convex_scores(features, config.weights, as_is=config.as_is)
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i]["index"]))
         return list(dict.fromkeys(pool[i]["id"] for i in order))[:K]
 
@@ -313,6 +363,7 @@ def _library_reranker(config: Any, first: str):
             np.array([_gen(c, config.generation_tokens) for c in pool]),
             np.array([c["relevance"] for c in pool]),
             config.rerank_weights,
+            as_is=config.as_is,
         )
         return list(dict.fromkeys(pool[r.index]["id"] for r in order))[:K]
 
@@ -323,6 +374,7 @@ def report(args: argparse.Namespace) -> int:
     from selfretrieval_integrations.evaluation.metrics import latency, metrics_and_tests
 
     rows = _load(args.workdir / "features.jsonl")
+    with_dense = _with_dense_scores(rows, args.workdir)
     validation = [r for r in rows if r["split"] == "validation"]
     test = [r for r in rows if r["split"] == "test"]
     convex = {
@@ -343,6 +395,8 @@ def report(args: argparse.Namespace) -> int:
         "bm25+self-reranker/generation-only-fused": Convex(("bm25",), ("bm25", "generation")),
         "bm25+self-reranker/by-rank": Convex(("bm25",), ("bm25_rank", "generation", "relevance")),
     }
+    if with_dense:  # the SelfReranker over dense's top 20 (needs ``dense-features``)
+        convex["dense+self-reranker"] = Convex(("dense",), ("dense", "generation", "relevance"))
     for system in convex.values():
         system.fit(validation)
     fixed = {
@@ -363,6 +417,8 @@ def report(args: argparse.Namespace) -> int:
         "hybrid/library-fit-without-dense": _library_hybrid(no_dense),
         "bm25+self-reranker/library-fit": _library_reranker(library, "bm25"),
     }
+    if with_dense:
+        fixed["dense+self-reranker/library-fit"] = _library_reranker(library, "dense")
     rankers = {**fixed, **{name: system.rank for name, system in convex.items()}}
     qrels = {r["qid"]: {d: 1 for d in r["relevant"]} for r in test}
     ranked = {name: {r["qid"]: rank(r) for r in test} for name, rank in rankers.items()}
@@ -514,7 +570,7 @@ def answers(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("features", "report", "answers"):
+    for name in ("features", "dense-features", "report", "answers"):
         cmd = commands.add_parser(name)
         cmd.add_argument("--workdir", type=Path, required=True)
     commands.choices["features"].add_argument("--questions", type=int, default=200)
@@ -522,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("report", "answers"):
         commands.choices[name].add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    return {"features": features, "report": report, "answers": answers}[args.command](args)
+    run = {"features": features, "dense-features": dense_features, "report": report}
+    return {**run, "answers": answers}[args.command](args)
 
 
 if __name__ == "__main__":

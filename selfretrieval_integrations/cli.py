@@ -385,6 +385,20 @@ def delete(
     console.print(f"removed {removed} passage(s) from {artifact}")
 
 
+def _held_out_questions(artifact: Path, qrels: dict) -> dict:
+    """The part of ``qrels`` that training held out of this artifact's training questions."""
+    from selfretrieval_integrations import artifact as artifacts
+
+    trainer = _require_trainer()
+    current, _ = artifacts.resolve(artifact)
+    manifest = artifacts.read_manifest(current, verify=False)
+    config = (manifest.get("training") or {}).get("config") or {}
+    fraction = config.get("validation_fraction")
+    if not fraction:
+        _fail(f"{artifact} records no held-out questions (validation_fraction) in its manifest")
+    return trainer.split_validation(qrels, float(fraction), int(config.get("seed", 0)))[1]
+
+
 @app.command("fit-fusion")
 def fit_fusion(
     artifact: Annotated[Path, typer.Argument(help="Artifact folder to update.")],
@@ -401,6 +415,23 @@ def fit_fusion(
             "installed).",
         ),
     ] = None,
+    held_out: Annotated[
+        bool,
+        typer.Option(
+            "--held-out",
+            help="Fit on the questions of --split that training held out (its "
+            "validation_fraction and seed, from the manifest), e.g. --split train for an artifact "
+            "trained with questions.",
+        ),
+    ] = False,
+    relevance_scale: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="minmax (relevance scaled per query, the most accurate) or probability "
+            "(unscaled, so retrieval assesses only candidates that can reach the exact places: "
+            "faster); default: the artifact's.",
+        ),
+    ] = None,
 ) -> None:
     """Fit the hybrid's and the SelfReranker's fusion weights on held-out questions."""
     from selfretrieval_integrations.retrieval import (
@@ -411,9 +442,16 @@ def fit_fusion(
 
     try:
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
-        hybrid = fit_hybrid(
-            model, load_beir_queries(data), load_beir_qrels(data, split), dense=dense
-        )
+        if relevance_scale is not None:
+            try:
+                scaled = replace(model.config.hybrid, relevance_scale=relevance_scale)
+            except ValueError as error:
+                _fail(error)
+            model.config = replace(model.config, hybrid=scaled)
+        qrels = load_beir_qrels(data, split)
+        if held_out:
+            qrels = _held_out_questions(artifact, qrels)
+        hybrid = fit_hybrid(model, load_beir_queries(data), qrels, dense=dense)
         save_retrieval_config(artifact, replace(model.config, hybrid=hybrid))
     except SelfRetrievalError as error:
         _fail(error)

@@ -29,6 +29,8 @@ class Trainer:
     """``selfretrieval_trainer.updates.add_documents``: train new documents in."""
     TrainingConfig: type
     MixConfig: type
+    split_validation: Any
+    """``selfretrieval_trainer.data.split_validation``: the questions training holds out."""
 
 
 def load_trainer() -> Trainer:
@@ -36,10 +38,14 @@ def load_trainer() -> Trainer:
     missing = [name for name in TRAIN_EXTRA_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise missing_extra(" and ".join(missing), "train", "training")
-    from selfretrieval_trainer.data import MixConfig
+    from selfretrieval_trainer.data import MixConfig, split_validation
     from selfretrieval_trainer.train import TrainingConfig, train
     from selfretrieval_trainer.updates import add_documents
 
     return Trainer(
-        train=train, add_documents=add_documents, TrainingConfig=TrainingConfig, MixConfig=MixConfig
+        train=train,
+        add_documents=add_documents,
+        TrainingConfig=TrainingConfig,
+        MixConfig=MixConfig,
+        split_validation=split_validation,
     )

@@ -33,6 +33,8 @@ from selfretrieval_integrations.retrieval import (
     RerankMethod,
     RetrievalMode,
     SelfRetrievalModel,
+    bounded_relevance,
+    logprob_fused,
     rank_candidates,
     rerank_by_relevance,
     rerank_convex,
@@ -194,9 +196,10 @@ class _SelfRetrieval:
         )
         ids = [_judged_id(r.passage_id, r.doc_id, self.qrel_ids) for r in results]
         for fusion, name in self.names.items():
-            order, _ = rank_candidates(
-                candidates, fusion, self.model.config.temperature, stable=True
-            )
+            ranked = candidates
+            if fusion is Fusion.LOGPROB and relevance is not None:
+                ranked = self._as_model_assesses(candidates, relevance)
+            order, _ = rank_candidates(ranked, fusion, self.model.config.temperature, stable=True)
             self.runs[name].ranked[qid] = _unique(ids[i] for i in order)
             stages = decode_s if fusion is Fusion.GENERATION else decode_s + assess_s
             self.runs[name].seconds.append(stages)
@@ -210,6 +213,18 @@ class _SelfRetrieval:
             }
             for i, r in enumerate(results)
         ]
+
+    def _as_model_assesses(self, candidates: Candidates, relevance: np.ndarray) -> Candidates:
+        """The candidates with the relevance the model would have assessed: with
+        ``AssessmentConfig.exact_ranks`` it skips those that cannot reach the exact places."""
+        logprobs = candidates.logprobs
+        known = bounded_relevance(
+            logprobs,
+            self.model.exact_places(self.k),
+            lambda chosen: relevance[chosen],
+            logprob_fused(logprobs),
+        )
+        return replace(candidates, relevance=known)
 
 
 class _Hybrid:
@@ -308,7 +323,14 @@ class _Baseline:
         for method, name in self.names.items():
             started = time.perf_counter()
             if method is RerankMethod.CONVEX:
-                order = rerank_convex(first, generation, relevance, weights)
+                order = rerank_convex(
+                    first,
+                    generation,
+                    relevance,
+                    weights,
+                    places=self.model.exact_places(len(pool)),
+                    as_is=self.model.config.hybrid.as_is,
+                )
                 spent = assess_s + generation_s
             else:
                 order = rerank_by_relevance(relevance, replace(self.config.rerank, method=method))

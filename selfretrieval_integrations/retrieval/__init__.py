@@ -6,13 +6,21 @@ from .constraints import TrieConstraint
 from .convex import (
     HybridConfig,
     RetrievalMode,
+    bounded_convex_scores,
     convex_scores,
     fit_weights,
     minmax,
 )
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats
 from .fitting import FitQuestion, fit_from_questions, fit_hybrid, save_retrieval_config
-from .fusion import Candidates, Fusion, fuse_scores, rank_candidates
+from .fusion import (
+    Candidates,
+    Fusion,
+    bounded_relevance,
+    fuse_scores,
+    logprob_fused,
+    rank_candidates,
+)
 from .model import (
     RetrievalConfig,
     RetrievalResult,
@@ -48,6 +56,8 @@ __all__ = [
     "SelfRetrievalModel",
     "TrieConstraint",
     "as_corpus",
+    "bounded_convex_scores",
+    "bounded_relevance",
     "build_trie",
     "convex_scores",
     "delete_documents",
@@ -55,6 +65,7 @@ __all__ = [
     "fit_hybrid",
     "fit_weights",
     "fuse_scores",
+    "logprob_fused",
     "minmax",
     "passage_keys",
     "rank_candidates",

@@ -9,7 +9,7 @@ results of other retrievers can be reranked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from selfretrieval_integrations.corpus import cut_words
 from selfretrieval_integrations.validation import checked_int
 
 from .rendering import Renderer
-from .scoring import ContinuationScorer
+from .scoring import ContinuationScorer, EncodedPrefix
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,12 @@ class AssessmentConfig:
     """Passage tokens the assessment reads (its cost grows with them); None reads up to
     ``max_passage_words``. The start of a passage carries most of what the judgement needs:
     ``benchmarks/latency.py`` measures speed and Hits@1 per window."""
+    exact_ranks: int | None = None
+    """Under the ``logprob`` fusion, assess only the candidates that can still reach the first
+    ``exact_ranks`` places (``fusion.bounded_relevance``): those places come out exactly as if
+    every candidate were assessed, the rest rank by their generation score's bound. None keeps
+    all ``k`` places exact. 1 keeps the first passage exact and assessed 4 of 10 candidates per
+    query on the SQuAD small slice; ``benchmarks/latency.py`` measures it."""
 
     def __post_init__(self) -> None:
         checked_int(self.batch_size, "AssessmentConfig.batch_size")
@@ -45,6 +51,8 @@ class AssessmentConfig:
         checked_int(self.max_passage_tokens, "AssessmentConfig.max_passage_tokens")
         if self.window_tokens is not None:
             checked_int(self.window_tokens, "AssessmentConfig.window_tokens")
+        if self.exact_ranks is not None:
+            checked_int(self.exact_ranks, "AssessmentConfig.exact_ranks")
 
 
 class SelfAssessor:
@@ -62,6 +70,8 @@ class SelfAssessor:
             else renderer.eos_id
         )
         self.scorer = ContinuationScorer(model, self.pad_token_id, self.config.batch_size)
+        self.passages_assessed = 0
+        """Passages judged so far, for benchmarks (the skipping rules are measured by it)."""
 
     @property
     def device(self) -> torch.device:
@@ -71,14 +81,34 @@ class SelfAssessor:
         """Mean token loss of the refusal after each ``(title, text)``."""
         if not passages:
             return np.zeros(0, dtype=np.float64)
+        return self._refusal_loss(self.scorer.start(self.renderer.encode_prompt(query)), passages)
+
+    def _refusal_loss(
+        self, prefix: EncodedPrefix, passages: Sequence[tuple[str, str]]
+    ) -> np.ndarray:
         renderer = self.renderer
         refusal = renderer.refusal_ids()
         rows = [
             (renderer.assessment_context_ids(title, self._window(text)), refusal)
             for title, text in passages
         ]
-        logprobs = self.scorer.token_logprobs(renderer.encode_prompt(query), rows)
+        logprobs = self.scorer.continue_rows(prefix, rows)
+        self.passages_assessed += len(rows)
         return np.array([-float(lp.mean()) for lp in logprobs], dtype=np.float64)
+
+    def relevance_of(self, query: str) -> Callable[[Sequence[tuple[str, str]]], np.ndarray]:
+        """``relevance`` for one query over several calls (a few candidates at a time): the
+        query's prompt is encoded on the first call only."""
+        prefix: list[EncodedPrefix] = []
+
+        def relevance(passages: Sequence[tuple[str, str]]) -> np.ndarray:
+            if not passages:
+                return np.zeros(0, dtype=np.float64)
+            if not prefix:
+                prefix.append(self.scorer.start(self.renderer.encode_prompt(query)))
+            return 1.0 - np.exp(-self._refusal_loss(prefix[0], passages))
+
+        return relevance
 
     def _window(self, text: str) -> str:
         """The part of a passage the assessment reads."""

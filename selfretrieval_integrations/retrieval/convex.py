@@ -13,13 +13,15 @@ in the artifact's manifest once fitted.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
 from selfretrieval_integrations.index.dense import DEFAULT_DENSE_MODEL
+
+from .fusion import bounded_relevance
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
@@ -33,8 +35,14 @@ def minmax(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
-def convex_scores(features: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
-    """``sum_f weights[f] * minmax(features[f])`` over the features with a positive weight."""
+def convex_scores(
+    features: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    *,
+    as_is: Collection[str] = (),
+) -> np.ndarray:
+    """``sum_f weights[f] * minmax(features[f])`` over the features with a positive weight;
+    features named in ``as_is`` are already on a fixed [0, 1] scale and enter unscaled."""
     used = {name: w for name, w in weights.items() if w > 0}
     missing = sorted(set(used) - set(features))
     if missing:
@@ -44,8 +52,43 @@ def convex_scores(features: Mapping[str, np.ndarray], weights: Mapping[str, floa
     size = len(next(iter(features.values())))
     total = np.zeros(size, dtype=np.float64)
     for name, weight in used.items():
-        total += weight * minmax(features[name])
+        values = np.asarray(features[name], dtype=np.float64)
+        total += weight * (values if name in as_is else minmax(values))
     return total
+
+
+def bounded_convex_scores(
+    features: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    assess: Callable[[list[int]], np.ndarray],
+    places: int,
+    *,
+    as_is: Collection[str] = (),
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(scores, relevance)`` of the convex fusion when ``relevance`` is the costly score:
+    ``features`` hold every other score, ``assess(chosen)`` gives the chosen candidates'.
+
+    On the probability scale (``"relevance" in as_is``) relevance adds at most its weight, so only
+    the candidates that can still reach the first ``places`` are assessed
+    (``fusion.bounded_relevance``); the others score that bound and get NaN relevance. Scaled per
+    query, relevance needs every candidate. Without a relevance weight, none is assessed (None).
+    """
+    size = len(next(iter(features.values())))
+    weight = float(weights.get("relevance", 0.0))
+    if weight <= 0:
+        return convex_scores(features, weights, as_is=as_is), None
+    everyone = list(range(size))
+    if "relevance" not in as_is:
+        relevance = np.asarray(assess(everyone), dtype=np.float64)
+        scores = convex_scores({**features, "relevance": relevance}, weights, as_is=as_is)
+        return scores, relevance
+    others = {name: w for name, w in weights.items() if name != "relevance" and w > 0}
+    base = convex_scores(features, others, as_is=as_is) if others else np.zeros(size)
+    relevance = bounded_relevance(
+        base + weight, places, assess, lambda chosen, values: base[chosen] + weight * values
+    )
+    scores = np.where(np.isnan(relevance), base + weight, base + weight * np.nan_to_num(relevance))
+    return scores, relevance
 
 
 @dataclass(frozen=True)
@@ -102,6 +145,7 @@ def fit_weights(
     step: float = 0.05,
     depth: int = 5,
     prior: Mapping[str, float] | None = None,
+    as_is: Collection[str] = (),
 ) -> FittedWeights:
     """The weighting of ``names`` with the best mean MRR@``depth`` over ``questions``.
 
@@ -113,7 +157,7 @@ def fit_weights(
     it by chance: ties between weightings go to the one closest (L1) to it, and the best
     weighting replaces it only when it beats it by more than one standard error of the paired
     per-question difference (the one-standard-error rule). Without a prior, ties go to the first
-    weighting in grid order.
+    weighting in grid order. ``as_is``: features that enter unscaled (``convex_scores``).
     """
     if not questions:
         raise ValueError("fitting fusion weights needs at least one question")
@@ -125,7 +169,14 @@ def fit_weights(
         matrix = np.vstack([matrix, target])  # its own objective, on the grid or not
     per_question = np.zeros((len(questions), len(matrix)), dtype=np.float64)
     for row, (features, relevant) in enumerate(questions):
-        normed = np.stack([minmax(features[name]) for name in names])
+        normed = np.stack(
+            [
+                np.asarray(features[name], dtype=np.float64)
+                if name in as_is
+                else minmax(features[name])
+                for name in names
+            ]
+        )
         relevant = np.asarray(relevant, dtype=bool)
         if relevant.any():
             per_question[row] = _reciprocal_ranks(matrix @ normed, relevant, depth)
@@ -160,6 +211,8 @@ class RetrievalMode(str, Enum):
 #: retriever that found the candidates).
 HYBRID_FEATURES = ("bm25", "dense", "generation", "relevance")
 RERANK_FEATURES = ("first_stage", "generation", "relevance")
+#: ``HybridConfig.relevance_scale`` values.
+RELEVANCE_SCALES = ("probability", "minmax")
 
 
 def checked_weights(weights: Mapping[str, float], names: Sequence[str], what: str) -> dict:
@@ -201,6 +254,14 @@ class HybridConfig:
     )
     """Convex weights of the SelfReranker's ``first_stage`` (the retriever's scores, or its
     ranks when it gives none), ``generation`` and ``relevance`` scores."""
+    relevance_scale: str = "minmax"
+    """How relevance enters the convex fusions: ``minmax`` (scaled within each query like the
+    other scores) or ``probability`` (as it is, a probability comparable across queries). On the
+    probability scale relevance adds at most its weight, so only the candidates that can still
+    reach the first ``AssessmentConfig.exact_ranks`` places are assessed: on the SQuAD small
+    slice, 1.1 of 26 per hybrid query for the first place, at 0.815 Hits@1 against minmax's
+    0.845 (``benchmarks/RESULTS.md``). Weights must be fitted on the scale they are used with
+    (``selfretrieval fit-fusion --relevance-scale``)."""
     fitted: Mapping[str, object] | None = None
     """What fitted the weights (questions, objective), or None for the defaults."""
 
@@ -211,6 +272,11 @@ class HybridConfig:
             raise ValueError(
                 f"HybridConfig.generation_tokens must be an int >= 1, got {self.generation_tokens}"
             )
+        if self.relevance_scale not in RELEVANCE_SCALES:
+            raise ValueError(
+                f"HybridConfig.relevance_scale must be one of {list(RELEVANCE_SCALES)}, "
+                f"got {self.relevance_scale!r}"
+            )
         object.__setattr__(
             self, "weights", checked_weights(self.weights, HYBRID_FEATURES, "HybridConfig.weights")
         )
@@ -219,3 +285,8 @@ class HybridConfig:
             "rerank_weights",
             checked_weights(self.rerank_weights, RERANK_FEATURES, "HybridConfig.rerank_weights"),
         )
+
+    @property
+    def as_is(self) -> tuple[str, ...]:
+        """The features the convex fusions take unscaled (``convex_scores``)."""
+        return ("relevance",) if self.relevance_scale == "probability" else ()

@@ -145,12 +145,14 @@ def fit_from_questions(
             names,
             step=step,
             prior=prior.weights,
+            as_is=base.as_is,
         )
         rerank = fit_weights(
             [(q.features(tokens, q.in_bm25), q.relevant[q.in_bm25]) for q in questions],
             RERANK_FEATURES,
             step=step,
             prior=prior.rerank_weights,
+            as_is=base.as_is,
         )
         score = hybrid.objective + rerank.objective
         if not best or score > best["score"] + 1e-12:

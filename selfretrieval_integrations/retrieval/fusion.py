@@ -6,7 +6,7 @@ decoded passages with it, and the evaluation harness ranks the same candidates o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -37,7 +37,8 @@ class Candidates:
     logprobs: np.ndarray
     """Generation log-probability of each candidate (title and passage)."""
     relevance: np.ndarray | None = None
-    """Self-assessed relevance of each candidate; None when not assessed."""
+    """Self-assessed relevance of each candidate; None when none was assessed, NaN for one that
+    ``bounded_relevance`` skipped (the ``logprob`` fusion then scores it by its bound)."""
 
 
 def _softmax(values: np.ndarray) -> np.ndarray:
@@ -61,7 +62,11 @@ def fuse_scores(
         return logprobs
     relevance = np.asarray(relevance, dtype=np.float64)
     if method is Fusion.LOGPROB:
-        return logprobs + np.log(np.clip(relevance, 1e-12, None))
+        assessed = ~np.isnan(relevance)
+        fused = logprobs + np.log(np.clip(np.where(assessed, relevance, 1.0), 1e-12, None))
+        return np.where(assessed, fused, logprobs)
+    if np.isnan(relevance).any():
+        raise ValueError(f"the {method.value} fusion needs the relevance of every candidate")
     if temperature <= 0:
         raise ValueError(f"fusion temperature must be positive, got {temperature}")
     groups: dict[object, list[int]] = {}
@@ -98,3 +103,47 @@ def rank_candidates(
     if stable:
         return sorted(positions, key=lambda i: -scores[i]), scores
     return sorted(positions, key=lambda i: (-scores[i], candidates.passages[i])), scores
+
+
+def bounded_relevance(
+    upper: np.ndarray,
+    places: int,
+    assess: Callable[[list[int]], np.ndarray],
+    fused: Callable[[list[int], np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Relevance of just the candidates that can still reach the first ``places`` of a fusion;
+    NaN for the others, which are never assessed.
+
+    ``upper[i]`` is the most candidate ``i`` can score whatever its relevance, ``fused(chosen,
+    relevance)`` the scores of the ``chosen`` candidates given theirs (never above ``upper``), and
+    ``assess(chosen)`` their relevance. Candidates are assessed highest bound first, ``places`` at
+    a time, until the next bound falls below the ``places``-th best score so far: the first
+    ``places`` of the final order are then exactly what assessing every candidate gives, and the
+    skipped candidates, ranked by their bound, stay below them. The ``logprob`` fusion's bound is
+    the generation log-probability (relevance is below 1, its log below 0); a convex fusion's,
+    the other scores plus relevance's weight. On the SQuAD small slice the first place needed 4.0
+    of 10 assessments per query in ``self`` mode and 1.5 of 26 in the hybrid
+    (``benchmarks/RESULTS.md``).
+    """
+    upper = np.asarray(upper, dtype=np.float64)
+    relevance = np.full(len(upper), np.nan)
+    order = [int(i) for i in np.argsort(-upper, kind="stable")]
+    places = max(1, places)
+    done = 0
+    while done < len(order):
+        chunk = order[done : done + places]
+        relevance[chunk] = assess(chunk)
+        done += len(chunk)
+        if places <= done < len(order):
+            known = order[:done]
+            scores = np.asarray(fused(known, relevance[known]), dtype=np.float64)
+            if upper[order[done]] < np.sort(scores)[-places]:
+                break
+    return relevance
+
+
+def logprob_fused(logprobs: np.ndarray) -> Callable[[list[int], np.ndarray], np.ndarray]:
+    """The ``logprob`` fusion's scores of chosen candidates, for ``bounded_relevance`` (whose
+    ``upper`` is then ``logprobs``)."""
+    logprobs = np.asarray(logprobs, dtype=np.float64)
+    return lambda chosen, relevance: logprobs[chosen] + np.log(np.clip(relevance, 1e-12, None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,9 @@ from selfretrieval_integrations.validation import checked_int
 
 from .assessment import AssessmentConfig, SelfAssessor
 from .batching import RequestBatcher
-from .convex import HybridConfig, RetrievalMode, convex_scores
+from .convex import HybridConfig, RetrievalMode, bounded_convex_scores
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
-from .fusion import Candidates, Fusion, rank_candidates
+from .fusion import Candidates, Fusion, bounded_relevance, logprob_fused, rank_candidates
 from .rendering import PromptTemplate, Renderer
 from .updates import delete_documents, remaining_passages
 
@@ -647,14 +647,24 @@ class SelfRetrievalModel:
         if not entries:
             return []
         passages = [self.store[p] for _, p in entries]
+        logprobs = np.array([h.logprob for h, _ in entries])
+        pairs = [(p.title, p.text) for p in passages]
         relevance = None
-        if self.config.fusion is not Fusion.GENERATION:
-            relevance = self.assessor.relevance(query, [(p.title, p.text) for p in passages])
+        if self.config.fusion is Fusion.LOGPROB:
+            judge = self.assessor.relevance_of(query)
+            relevance = bounded_relevance(
+                logprobs,
+                self.exact_places(k),
+                lambda chosen: judge([pairs[i] for i in chosen]),
+                logprob_fused(logprobs),
+            )
+        elif self.config.fusion is not Fusion.GENERATION:
+            relevance = self.assessor.relevance(query, pairs)
         candidates = Candidates(
             passages=[p for _, p in entries],
             titles=[p.title for p in passages],
             title_logprobs=np.array([h.title_logprob for h, _ in entries]),
-            logprobs=np.array([h.logprob for h, _ in entries]),
+            logprobs=logprobs,
             relevance=relevance,
         )
         order, scores = rank_candidates(candidates, self.config.fusion, self.config.temperature)
@@ -665,7 +675,7 @@ class SelfRetrievalModel:
                 scores[i],
                 generation_logprob=float(entries[i][0].logprob),
                 title_logprob=float(entries[i][0].title_logprob),
-                relevance=None if relevance is None else float(relevance[i]),
+                relevance=_assessed(relevance, i),
             )
             for rank, i in enumerate(order[:k], start=1)
         ]
@@ -721,11 +731,14 @@ class SelfRetrievalModel:
         features = {"bm25": bm25[union], "generation": self._generation_scores(query, pairs)}
         if hybrid.weights["dense"] > 0:
             features["dense"] = self.dense_index().scores([query])[0][union]
-        relevance = None
-        if hybrid.weights["relevance"] > 0:
-            relevance = self.assessor.relevance(query, pairs)
-            features["relevance"] = relevance
-        scores = convex_scores(features, hybrid.weights)
+        judge = self.assessor.relevance_of(query)
+        scores, relevance = bounded_convex_scores(
+            features,
+            hybrid.weights,
+            lambda chosen: judge([pairs[i] for i in chosen]),
+            self.exact_places(k),
+            as_is=hybrid.as_is,
+        )
         order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i]))
         return [
             _result(
@@ -733,7 +746,7 @@ class SelfRetrievalModel:
                 rank,
                 scores[i],
                 generation_logprob=float(features["generation"][i]),
-                relevance=None if relevance is None else float(relevance[i]),
+                relevance=_assessed(relevance, i),
                 bm25_score=float(features["bm25"][i]),
                 dense_score=float(features["dense"][i]) if "dense" in features else None,
             )
@@ -772,6 +785,28 @@ class SelfRetrievalModel:
         pairs = self.bounded_pairs(passages, stacklevel=3)
         with self.lock:
             return self.assessor.relevance(query, pairs)
+
+    def exact_places(self, k: int) -> int:
+        """How many leading places of ``k`` results must come out as if every candidate were
+        assessed (``AssessmentConfig.exact_ranks``; the rest may rank by a bound)."""
+        return min(k, self.config.assessment.exact_ranks or k)
+
+    def relevance_of(
+        self, query: str, passages: Sequence[Passage | str | tuple[str, str]]
+    ) -> Callable[[Sequence[int]], np.ndarray]:
+        """``assess`` a few of ``passages`` at a time: a function from positions in
+        ``passages`` to their relevance. Checks, cuts and the query's prompt are done once; each
+        call holds the lock, and all calls judge with the weights this call found."""
+        self._maybe_refresh()
+        query = self._bounded_query(query)
+        pairs = self.bounded_pairs(passages, stacklevel=3)
+        lock, judge = self.lock, self.assessor.relevance_of(query)
+
+        def relevance(chosen: Sequence[int]) -> np.ndarray:
+            with lock:
+                return judge([pairs[i] for i in chosen])
+
+        return relevance
 
     def bounded_pairs(
         self, passages: Sequence[Passage | str | tuple[str, str]], *, stacklevel: int = 2
@@ -873,6 +908,13 @@ def _result(passage: Passage, rank: int, score: float, **scores: float | None) -
         metadata=dict(passage.metadata),
         **scores,
     )
+
+
+def _assessed(relevance: np.ndarray | None, i: int) -> float | None:
+    """Candidate ``i``'s relevance, None when it was not assessed."""
+    if relevance is None or np.isnan(relevance[i]):
+        return None
+    return float(relevance[i])
 
 
 def _top_indices(scores: np.ndarray, n: int) -> list[int]:

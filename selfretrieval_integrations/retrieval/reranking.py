@@ -11,7 +11,7 @@ lowered BM25's first place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ from selfretrieval_integrations.corpus import Passage
 from selfretrieval_integrations.errors import QueryError
 from selfretrieval_integrations.validation import checked_int
 
-from .convex import RERANK_FEATURES, checked_weights, convex_scores
+from .convex import RERANK_FEATURES, bounded_convex_scores, checked_weights
 
 if TYPE_CHECKING:
     from .model import SelfRetrievalModel
@@ -77,7 +77,9 @@ class Reranked:
 
     index: int
     score: float
-    relevance: float
+    relevance: float | None
+    """The model's relevance judgement; None when it was not needed (a passage that could not
+    reach the exact places, or a fusion without relevance weight)."""
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -111,13 +113,21 @@ def rerank(
     if not passages:
         return []
     config = config or RerankConfig()
-    relevance = model.assess(query, passages)
     if config.method is not RerankMethod.CONVEX:
-        return rerank_by_relevance(relevance, config)[:top_n]
+        return rerank_by_relevance(model.assess(query, passages), config)[:top_n]
     generation = model.generation_scores(query, model.bounded_pairs(passages))
     first_stage = _first_stage(scores, len(passages))
     weights = config.weights or model.config.hybrid.rerank_weights
-    return rerank_convex(first_stage, generation, relevance, weights)[:top_n]
+    places = model.exact_places(min(top_n or len(passages), len(passages)))
+    order = rerank_convex(
+        first_stage,
+        generation,
+        model.relevance_of(query, passages),
+        weights,
+        places=places,
+        as_is=model.config.hybrid.as_is,
+    )
+    return order[:top_n]
 
 
 def _first_stage(scores: Sequence[float | None] | None, n: int) -> np.ndarray:
@@ -133,14 +143,37 @@ def _first_stage(scores: Sequence[float | None] | None, n: int) -> np.ndarray:
 def rerank_convex(
     first_stage: np.ndarray,
     generation: np.ndarray,
-    relevance: np.ndarray,
+    relevance: np.ndarray | Callable[[list[int]], np.ndarray],
     weights: Mapping[str, float],
+    *,
+    places: int | None = None,
+    as_is: Collection[str] = (),
 ) -> list[Reranked]:
-    """The ``convex`` order of passages (best first by the first stage); ties keep that order."""
-    features = {"first_stage": first_stage, "generation": generation, "relevance": relevance}
-    scores = convex_scores(features, weights)
+    """The ``convex`` order of passages (best first by the first stage); ties keep that order.
+
+    ``relevance``: every passage's, or a function from positions to theirs, which is then asked
+    only for the passages that can reach the first ``places`` (default: all places) when
+    relevance is on the probability scale (``as_is``; ``convex.bounded_convex_scores``). A
+    passage that was not assessed has relevance None and scores its bound.
+    """
+    first_stage = np.asarray(first_stage, dtype=np.float64)
+    assess = relevance if callable(relevance) else _lookup(np.asarray(relevance, dtype=np.float64))
+    features = {"first_stage": first_stage, "generation": np.asarray(generation, dtype=float)}
+    scores, known = bounded_convex_scores(
+        features, weights, assess, places or len(first_stage), as_is=as_is
+    )
     order = np.argsort(-scores, kind="stable")
-    return [Reranked(int(i), float(scores[i]), float(relevance[i])) for i in order]
+    return [Reranked(int(i), float(scores[i]), _relevance(known, int(i))) for i in order]
+
+
+def _lookup(values: np.ndarray) -> Callable[[list[int]], np.ndarray]:
+    return lambda chosen: values[chosen]
+
+
+def _relevance(known: np.ndarray | None, i: int) -> float | None:
+    if known is None or np.isnan(known[i]):
+        return None
+    return float(known[i])
 
 
 def rerank_by_relevance(

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from selfretrieval_integrations.base_models import cache_kwarg, logits_to_keep_kwarg
+
+
+@dataclass(frozen=True)
+class EncodedPrefix:
+    """A prefix's key/value cache (never mutated: each batch works on a copy)."""
+
+    cache: Any
+    length: int
+    """Prefix tokens in the cache."""
+    carried: list[int]
+    """The prefix's last token when it was kept out of the cache (fed again with each row)."""
 
 
 class ContinuationScorer:
@@ -46,32 +58,50 @@ class ContinuationScorer:
         """``log P(target_t | prefix, context, target_<t)`` for every row's target tokens."""
         if not rows:
             return []
+        carry_last = not all(context for context, _ in rows)
+        return self.continue_rows(self.start(prefix, carry_last=carry_last), rows)
+
+    def start(self, prefix: Sequence[int], *, carry_last: bool = False) -> EncodedPrefix:
+        """The prefix encoded once, for ``continue_rows`` calls that follow (a query whose
+        candidates are scored a few at a time pays for its prompt only once).
+
+        ``carry_last``: keep the prefix's last token out of the cache, so that rows without
+        context can predict their first target token from it.
+        """
         if not prefix:
             raise ValueError("the prefix must hold at least one token")
-        if any(not target for _, target in rows):
-            raise ValueError("every row needs at least one target token")
         from transformers import DynamicCache
 
-        # A row without context predicts its first target token from the prefix's last position:
-        # that position then goes into the rows instead of the cache.
         prefix = list(prefix)
-        carried: list[int] = [] if all(context for context, _ in rows) else prefix[-1:]
+        carried = prefix[-1:] if carry_last else []
         cached = prefix[: len(prefix) - len(carried)]
-        device = self.device
-        out: list[np.ndarray] = []
+        if not cached:
+            raise ValueError("the prefix must hold at least two tokens for rows without context")
+        cache = DynamicCache()
         with torch.inference_mode():
-            prefix_cache = DynamicCache()
             self.model(
-                input_ids=torch.as_tensor([cached], dtype=torch.long, device=device),
-                **{self._cache_kwarg: prefix_cache},
+                input_ids=torch.as_tensor([cached], dtype=torch.long, device=self.device),
+                **{self._cache_kwarg: cache},
                 use_cache=True,
                 **self._keep(1),
             )
-            self.forward_passes += 1
-            self.tokens_fed += len(cached)
+        self.forward_passes += 1
+        self.tokens_fed += len(cached)
+        return EncodedPrefix(cache, len(cached), carried)
+
+    def continue_rows(
+        self, prefix: EncodedPrefix, rows: Sequence[tuple[Sequence[int], Sequence[int]]]
+    ) -> list[np.ndarray]:
+        """``token_logprobs`` of ``rows`` after a prefix ``start`` encoded."""
+        if any(not target for _, target in rows):
+            raise ValueError("every row needs at least one target token")
+        if not prefix.carried and any(not context for context, _ in rows):
+            raise ValueError("rows without context need a prefix started with carry_last=True")
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start : start + self.batch_size]
-                out.extend(self._batch(prefix_cache, len(cached), carried, batch))
+                out.extend(self._batch(prefix.cache, prefix.length, prefix.carried, batch))
         return out
 
     def _batch(

@@ -148,3 +148,34 @@ def test_a_prior_stands_unless_the_fit_beats_it_by_more_than_chance():
     many = [question(i % 2 == 0) for i in range(16)]
     moved = fit_weights(many, ["a", "b"], step=0.5, prior={"a": 1.0})
     assert moved.weights["b"] > 0 and moved.objective == 1.0
+
+
+def test_bounded_convex_scores_keep_the_exact_places_on_the_probability_scale():
+    from selfretrieval_integrations.retrieval import bounded_convex_scores
+
+    rng = np.random.default_rng(11)
+    weights = {"bm25": 0.5, "generation": 0.3, "relevance": 0.2}
+    for _ in range(100):
+        n = int(rng.integers(1, 15))
+        features = {"bm25": rng.uniform(0, 9, n), "generation": -rng.exponential(3, n)}
+        relevance = rng.uniform(0, 1, n)
+        full = convex_scores({**features, "relevance": relevance}, weights, as_is=["relevance"])
+        for places in (1, 2, 4):
+            asked: list[int] = []
+
+            def assess(chosen, asked=asked, relevance=relevance):
+                asked.extend(chosen)
+                return relevance[chosen]
+
+            scores, known = bounded_convex_scores(
+                features, weights, assess, places, as_is=["relevance"]
+            )
+            top = min(places, n)
+            assert list(np.argsort(-scores, kind="stable")[:top]) == list(
+                np.argsort(-full, kind="stable")[:top]
+            )
+            assert np.array_equal(~np.isnan(known), np.isin(np.arange(n), asked))
+            assert np.all(scores >= full - 1e-12)
+    no_relevance = {"bm25": 1.0}
+    scores, known = bounded_convex_scores(features, no_relevance, assess, 1)
+    assert known is None and scores == pytest.approx(convex_scores(features, no_relevance))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selfretrieval_integrations.retrieval import Candidates, Fusion, fuse_scores, rank_candidates
+from selfretrieval_integrations.retrieval import (
+    Candidates,
+    Fusion,
+    bounded_relevance,
+    fuse_scores,
+    logprob_fused,
+    rank_candidates,
+)
 
 
 def _candidates(relevance=None) -> Candidates:
@@ -53,3 +60,56 @@ def test_without_relevance_every_fusion_falls_back_to_generation():
     for fusion in Fusion:
         order, _ = rank_candidates(_candidates(), fusion, 0.4)
         assert order == [2, 0, 1, 3]
+
+
+def test_bounded_relevance_keeps_the_exact_places_and_skips_the_rest():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        logprobs = -rng.exponential(3.0, n)
+        relevance = rng.uniform(0.001, 0.999, n)
+        full = fuse_scores(
+            "logprob",
+            title_keys=[0] * n,
+            title_logprobs=logprobs,
+            logprobs=logprobs,
+            relevance=relevance,
+        )
+        for places in (1, 2, 3, n):
+            asked: list[int] = []
+
+            def assess(chosen, asked=asked, relevance=relevance):
+                asked.extend(chosen)
+                return relevance[chosen]
+
+            known = bounded_relevance(logprobs, places, assess, logprob_fused(logprobs))
+            assert len(asked) == len(set(asked))  # nothing assessed twice
+            assert np.array_equal(~np.isnan(known), np.isin(np.arange(n), asked))
+            fused = fuse_scores(
+                "logprob",
+                title_keys=[0] * n,
+                title_logprobs=logprobs,
+                logprobs=logprobs,
+                relevance=known,
+            )
+            top = min(places, n)
+            assert list(np.argsort(-fused, kind="stable")[:top]) == list(
+                np.argsort(-full, kind="stable")[:top]
+            )
+            assert np.all(fused >= full - 1e-12)  # a skipped candidate ranks by its bound
+
+
+def test_bounded_relevance_stops_once_the_bound_decides():
+    logprobs = np.array([-1.0, -5.0, -6.0, -7.0])
+    asked: list[int] = []
+
+    def assess(chosen):
+        asked.extend(chosen)
+        return np.full(len(chosen), 0.5)  # fused -1.69: nobody below -1.69 can overtake it
+
+    known = bounded_relevance(logprobs, 1, assess, logprob_fused(logprobs))
+    assert asked == [0] and np.isnan(known[1:]).all()
+    with pytest.raises(ValueError, match="every candidate"):
+        fuse_scores(
+            "paper", title_keys=[0] * 4, title_logprobs=logprobs, logprobs=logprobs, relevance=known
+        )

@@ -135,3 +135,29 @@ def test_top_indices_equal_a_stable_full_sort():
         for n in (1, 3, len(scores), len(scores) + 2):
             expected = [int(i) for i in np.argsort(-scores, kind="stable")[:n]]
             assert _top_indices(scores, n) == expected
+
+
+def test_probability_scale_assesses_only_what_can_reach_the_first_place(tiny_model, corpus):
+    from dataclasses import replace
+
+    from selfretrieval_integrations.retrieval import AssessmentConfig
+
+    weights = {"bm25": 0.5, "generation": 0.3, "relevance": 0.2}
+    every = hybrid_model(
+        tiny_model, corpus, weights=weights, bm25_depth=6, relevance_scale="probability"
+    )
+    first = SelfRetrievalModel.from_base(
+        tiny_model,
+        corpus,
+        config=replace(every.config, assessment=AssessmentConfig(exact_ranks=1)),
+    )
+    scorer_rows = {}
+    for name, model in (("every", every), ("first", first)):
+        before = model.assessor.passages_assessed
+        scorer_rows[name] = [model.retrieve(q, k=6) for q in ("paris tower", "boiling", "rome")]
+        scorer_rows[name + "_rows"] = model.assessor.passages_assessed - before
+    for full, bounded in zip(scorer_rows["every"], scorer_rows["first"], strict=True):
+        assert bounded[0].passage_id == full[0].passage_id
+        assert bounded[0].score == pytest.approx(full[0].score, abs=1e-6)
+        assert any(r.relevance is None for r in bounded) or len(bounded) == 1
+    assert scorer_rows["first_rows"] < scorer_rows["every_rows"]

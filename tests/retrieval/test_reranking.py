@@ -24,10 +24,21 @@ class FixedAssessor:
         self.generation = generation or dict.fromkeys(relevance, 0.0)
         self.config = RetrievalConfig()
         self.calls = 0
+        self.assessed: list[int] = []
 
     def assess(self, query, passages):
         self.calls += 1
         return np.array([self.relevance[p if isinstance(p, str) else p[1]] for p in passages])
+
+    def relevance_of(self, query, passages):
+        def relevance(chosen):
+            self.assessed.extend(chosen)
+            return self.assess(query, [passages[i] for i in chosen])
+
+        return relevance
+
+    def exact_places(self, k):
+        return min(k, self.config.assessment.exact_ranks or k)
 
     def bounded_pairs(self, passages):
         return [("", p) if isinstance(p, str) else p for p in passages]
@@ -158,3 +169,36 @@ def test_refusal_loss_matches_a_plain_forward_pass(tiny_model, batch_size):
         logp = torch.log_softmax(logits[at].float(), dim=-1)
         expected = -logp[torch.arange(len(refusal)), torch.as_tensor(refusal)].mean()
         assert loss == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_convex_on_the_probability_scale_assesses_only_what_can_reach_the_exact_places():
+    from dataclasses import replace
+
+    from selfretrieval_integrations.retrieval import AssessmentConfig, HybridConfig
+
+    texts = [f"t{i}" for i in range(8)]
+    rng = np.random.default_rng(3)
+    model = FixedAssessor(
+        dict(zip(texts, rng.uniform(0, 1, 8), strict=True)),
+        dict(zip(texts, -rng.exponential(2, 8), strict=True)),
+    )
+    weights = {"first_stage": 0.6, "generation": 0.3, "relevance": 0.1}
+    first = [float(s) for s in sorted(rng.uniform(0, 10, 8), reverse=True)]
+    config = RerankConfig(weights=weights)
+    model.config = replace(model.config, hybrid=HybridConfig(relevance_scale="probability"))
+    every = rerank(model, "q", texts, scores=first, config=config)
+    assert sorted(model.assessed) == list(range(8))  # every place exact: every passage assessed
+    model.assessed.clear()
+    model.config = replace(model.config, assessment=AssessmentConfig(exact_ranks=1))
+    bounded = rerank(model, "q", texts, scores=first, config=config)
+    assert 1 <= len(model.assessed) < 8 and len(set(model.assessed)) == len(model.assessed)
+    assert bounded[0].index == every[0].index and bounded[0].score == pytest.approx(every[0].score)
+    skipped = [r for r in bounded if r.relevance is None]
+    assert len(skipped) == 8 - len(model.assessed)
+    assert [r.score for r in bounded] == sorted((r.score for r in bounded), reverse=True)
+    model.assessed.clear()  # scaled per query, relevance needs every passage
+    model.config = replace(model.config, hybrid=HybridConfig(relevance_scale="minmax"))
+    rerank(model, "q", texts, scores=first, config=config)
+    assert sorted(model.assessed) == list(range(8))
+    with pytest.raises(ValueError, match="relevance_scale"):
+        HybridConfig(relevance_scale="log")

@@ -118,3 +118,27 @@ def test_a_bad_call_fails_alone_in_its_batch(tiny_model, corpus):
     assert len(other) == 2
     model.batcher().close()
     assert len(asyncio.run(model.aretrieve("paris", k=1))) == 1  # a closed batcher restarts
+
+
+def test_exact_ranks_keeps_the_first_places_and_assesses_fewer_passages(tiny_model, corpus):
+    every = SelfRetrievalModel.from_base(tiny_model, corpus)
+    config = replace(every.config, assessment=AssessmentConfig(exact_ranks=1))
+    first = SelfRetrievalModel.from_base(tiny_model, corpus, config=config)
+    rows = {}
+    for name, model in (("every", every), ("first", first)):
+        before = model.assessor.passages_assessed
+        rows[name] = [model.retrieve(q, k=6) for q in QUERIES]
+        rows[name + "_scored"] = model.assessor.passages_assessed - before
+    for full, bounded in zip(rows["every"], rows["first"], strict=True):
+        assert bounded[0].passage_id == full[0].passage_id
+        assert bounded[0].score == pytest.approx(full[0].score, abs=1e-4)
+        assert sorted(r.passage_id for r in bounded) == sorted(r.passage_id for r in full)
+        scores = [r.score for r in bounded]
+        assert scores == sorted(scores, reverse=True)
+        for r in bounded:  # a skipped passage ranks by its generation score, its bound
+            if r.relevance is None:
+                assert r.score == pytest.approx(r.generation_logprob)
+    assert rows["every_scored"] == 6 * len(QUERIES)  # k places exact: every candidate assessed
+    assert rows["first_scored"] < rows["every_scored"]
+    with pytest.raises(ValueError, match="exact_ranks"):
+        AssessmentConfig(exact_ranks=0)

@@ -309,5 +309,13 @@ def test_cli_train_fits_fusion_on_held_out_questions_and_search_modes(tmp_path):
     result = runner.invoke(app, ["fit-fusion", str(out), "--data", folder, "--split", "test"])
     assert result.exit_code == 0 and "fitted on" in result.output, result.output
     assert read_manifest(out)["retrieval_config"]["hybrid"]["fitted"]["questions"] > held_out
+    refit = [*("fit-fusion", str(out), "--data", folder, "--split", "train", "--held-out")]
+    result = runner.invoke(app, [*refit, "--relevance-scale", "probability"])
+    assert result.exit_code == 0, result.output
+    hybrid = read_manifest(out)["retrieval_config"]["hybrid"]
+    assert hybrid["fitted"]["questions"] == held_out  # the same questions training held out
+    assert hybrid["relevance_scale"] == "probability"
+    result = runner.invoke(app, [*refit, "--relevance-scale", "log"])
+    assert result.exit_code == 2 and "relevance_scale" in result.output
     bad = runner.invoke(app, ["search", str(out), "apollo", "--mode", "vector"])
     assert bad.exit_code == 2
