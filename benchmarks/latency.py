@@ -8,7 +8,9 @@ Paths (each a way of loading and configuring the same artifact):
   (``AssessmentConfig.window_tokens``);
 - ``int8``: dynamic int8 linear layers of the transformer body
   (``from_pretrained(quantize="int8")``);
-- ``int8-all``: the output head quantized too;
+- ``int8-all``, ``int8-channel``, ``int8-mlp``, ``int8-attention``: int8 variants measured
+  against the library's (the output head too; per-channel weight scales; the MLP blocks only;
+  the attention blocks only);
 - ``exact-N``: only the candidates that can still reach the first N places are assessed
   (``AssessmentConfig.exact_ranks``; those places are exact);
 - ``hybrid``: retrieval in ``hybrid`` mode instead of ``self``;
@@ -93,10 +95,9 @@ def load(
     model = SelfRetrievalModel.from_pretrained(artifact, quantize=quantize)
     if "probability" in settings and model.config.hybrid.relevance_scale != "probability":
         raise SystemExit(f"{artifact} was not fitted with --relevance-scale probability")
-    if "int8-all" in settings:  # the output head quantized too (measured worse; not an option)
-        from selfretrieval_integrations.base_models import quantize_int8
-
-        quantized = quantize_int8(model.model, keep_float=())
+    variants = [s for s in settings if s.startswith("int8-")]
+    if variants:  # int8 variants measured against the library's (not options of it)
+        quantized = _quantize_variant(model.model, variants[0])
         model.model = model.decoder.model = model.assessor.model = quantized
         model.assessor.scorer.model = quantized
     assessment = model.config.assessment
@@ -106,11 +107,47 @@ def load(
             assessment = replace(assessment, window_tokens=int(value))
         elif name == "exact":
             assessment = replace(assessment, exact_ranks=int(value))
-        elif setting not in ("today", "int8", "int8-all", "hybrid", "probability"):
+        elif setting not in ("today", "int8", "hybrid", "probability", *INT8_VARIANTS):
             raise SystemExit(f"unknown setting {setting!r} in path {path!r}")
     mode = RetrievalMode.HYBRID if "hybrid" in settings else RetrievalMode.SELF
     model.config = replace(model.config, mode=mode, assessment=assessment)
     return model
+
+
+#: int8 variants the benchmark compares with the library's (body per tensor, head in float).
+INT8_VARIANTS = ("int8-all", "int8-channel", "int8-mlp", "int8-attention")
+
+
+def _quantize_variant(model: Any, variant: str) -> Any:
+    """``model`` with dynamic int8 on other layers or with other scales than ``quantize_int8``:
+    ``all`` adds the output head, ``channel`` uses per-channel weight scales, ``mlp`` and
+    ``attention`` quantize only those blocks."""
+    import warnings
+
+    from torch.ao.quantization import (
+        default_dynamic_qconfig,
+        per_channel_dynamic_qconfig,
+        quantize_dynamic,
+    )
+
+    if variant not in INT8_VARIANTS:
+        raise SystemExit(f"unknown int8 variant {variant!r}; use one of {list(INT8_VARIANTS)}")
+    part = variant.removeprefix("int8-")
+    qconfig = per_channel_dynamic_qconfig if part == "channel" else default_dynamic_qconfig
+
+    def chosen(name: str) -> bool:
+        if name.endswith("lm_head"):
+            return part == "all"
+        return {"mlp": ".mlp." in name, "attention": ".self_attn." in name}.get(part, True)
+
+    layers = {
+        name: qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and chosen(name)
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, layers, dtype=torch.qint8).eval()
 
 
 def self_retrieval(

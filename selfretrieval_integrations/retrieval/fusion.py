@@ -147,3 +147,11 @@ def logprob_fused(logprobs: np.ndarray) -> Callable[[list[int], np.ndarray], np.
     ``upper`` is then ``logprobs``)."""
     logprobs = np.asarray(logprobs, dtype=np.float64)
     return lambda chosen, relevance: logprobs[chosen] + np.log(np.clip(relevance, 1e-12, None))
+
+
+def judged(relevance: np.ndarray | None, i: int) -> float | None:
+    """Candidate ``i``'s relevance, None when it was not judged (``bounded_relevance`` skipped
+    it, or the fusion needed none)."""
+    if relevance is None or np.isnan(relevance[i]):
+        return None
+    return float(relevance[i])

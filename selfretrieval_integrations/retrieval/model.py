@@ -41,7 +41,14 @@ from .assessment import AssessmentConfig, SelfAssessor
 from .batching import RequestBatcher
 from .convex import HybridConfig, RetrievalMode, bounded_convex_scores
 from .decoding import ConstrainedDecoder, DecodingConfig, DecodingStats, Hypothesis
-from .fusion import Candidates, Fusion, bounded_relevance, logprob_fused, rank_candidates
+from .fusion import (
+    Candidates,
+    Fusion,
+    bounded_relevance,
+    judged,
+    logprob_fused,
+    rank_candidates,
+)
 from .rendering import PromptTemplate, Renderer
 from .updates import delete_documents, remaining_passages
 
@@ -675,7 +682,7 @@ class SelfRetrievalModel:
                 scores[i],
                 generation_logprob=float(entries[i][0].logprob),
                 title_logprob=float(entries[i][0].title_logprob),
-                relevance=_assessed(relevance, i),
+                relevance=judged(relevance, i),
             )
             for rank, i in enumerate(order[:k], start=1)
         ]
@@ -746,7 +753,7 @@ class SelfRetrievalModel:
                 rank,
                 scores[i],
                 generation_logprob=float(features["generation"][i]),
-                relevance=_assessed(relevance, i),
+                relevance=judged(relevance, i),
                 bm25_score=float(features["bm25"][i]),
                 dense_score=float(features["dense"][i]) if "dense" in features else None,
             )
@@ -908,13 +915,6 @@ def _result(passage: Passage, rank: int, score: float, **scores: float | None) -
         metadata=dict(passage.metadata),
         **scores,
     )
-
-
-def _assessed(relevance: np.ndarray | None, i: int) -> float | None:
-    """Candidate ``i``'s relevance, None when it was not assessed."""
-    if relevance is None or np.isnan(relevance[i]):
-        return None
-    return float(relevance[i])
 
 
 def _top_indices(scores: np.ndarray, n: int) -> list[int]:

@@ -23,6 +23,7 @@ from selfretrieval_integrations.errors import QueryError
 from selfretrieval_integrations.validation import checked_int
 
 from .convex import RERANK_FEATURES, bounded_convex_scores, checked_weights
+from .fusion import judged
 
 if TYPE_CHECKING:
     from .model import SelfRetrievalModel
@@ -163,17 +164,11 @@ def rerank_convex(
         features, weights, assess, places or len(first_stage), as_is=as_is
     )
     order = np.argsort(-scores, kind="stable")
-    return [Reranked(int(i), float(scores[i]), _relevance(known, int(i))) for i in order]
+    return [Reranked(int(i), float(scores[i]), judged(known, int(i))) for i in order]
 
 
 def _lookup(values: np.ndarray) -> Callable[[list[int]], np.ndarray]:
     return lambda chosen: values[chosen]
-
-
-def _relevance(known: np.ndarray | None, i: int) -> float | None:
-    if known is None or np.isnan(known[i]):
-        return None
-    return float(known[i])
 
 
 def rerank_by_relevance(
