@@ -432,6 +432,14 @@ def fit_fusion(
             "faster); default: the artifact's.",
         ),
     ] = None,
+    assessment: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="query_likelihood or refusal: the self-assessment to fit the weights for and "
+            "save (default: the artifact's; artifacts from before query likelihood use the "
+            "refusal).",
+        ),
+    ] = None,
 ) -> None:
     """Fit the hybrid's and the SelfReranker's fusion weights on held-out questions."""
     from selfretrieval_integrations.retrieval import (
@@ -442,6 +450,12 @@ def fit_fusion(
 
     try:
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
+        if assessment is not None:
+            try:
+                judged = replace(model.config.assessment, method=assessment)
+            except ValueError as error:
+                _fail(error)
+            model.config = replace(model.config, assessment=judged)
         if relevance_scale is not None:
             try:
                 scaled = replace(model.config.hybrid, relevance_scale=relevance_scale)

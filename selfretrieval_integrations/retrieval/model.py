@@ -93,9 +93,13 @@ class RetrievalConfig:
         def known(kind: type, values: Mapping[str, Any] | None) -> dict[str, Any]:
             return {k: v for k, v in (values or {}).items() if k in kind.__dataclass_fields__}
 
+        assessment = known(AssessmentConfig, data.get("assessment"))
+        if data.get("assessment") is not None and "method" not in assessment:
+            # Saved before query likelihood: trained and fitted with the refusal, so keep it.
+            assessment["method"] = "refusal"
         return cls(
             decoding=DecodingConfig(**known(DecodingConfig, data.get("decoding"))),
-            assessment=AssessmentConfig(**known(AssessmentConfig, data.get("assessment"))),
+            assessment=AssessmentConfig(**assessment),
             fusion=Fusion(data.get("fusion", Fusion.LOGPROB)),
             temperature=float(data.get("temperature", 0.4)),
             max_query_tokens=int(data.get("max_query_tokens", cls.max_query_tokens)),
@@ -216,6 +220,8 @@ class SelfRetrievalModel:
         if assessor is not None:
             assessor.config = config.assessment
             assessor.scorer.batch_size = config.assessment.batch_size
+            assessor.context_scorer.batch_size = config.assessment.batch_size
+            assessor.context_scorer.cache.resize(config.assessment.cache_megabytes << 20)
 
     # -- construction -------------------------------------------------------------------------
 

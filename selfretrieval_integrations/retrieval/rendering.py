@@ -13,6 +13,15 @@ Layout of one example (the paper's template, with the title made optional)::
 ``prompt`` ends right after ``title:``; the ``target`` is `` {title}\\nRelated document content:
 {passage}`` followed by the EOS id; the part up to and including ``content:`` is the *title
 segment*, whose length in tokens the trie records so that decoding knows where titles end.
+
+Query likelihood (the default self-assessment) reads the passage first and then the question::
+
+    Passage: {title}. {passage}\\nPlease write a question based on this passage.\\nQuestion:
+    {query}<eos>
+
+The passage comes first so that its key/value cache does not depend on the query and can be
+kept between queries (``context_scoring``); the wording is UPR's (Sachan et al. 2022), so a model
+that was never trained on it already scores well (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -44,9 +53,19 @@ class PromptTemplate:
     affirmation: str = "the document answers the question"
     use_titles: bool = True
     lowercase_titles: bool = False
+    passage_prefix: str = "Passage:"
+    question_marker: str = "\nPlease write a question based on this passage.\nQuestion:"
+    """Query likelihood reads ``{passage_prefix} {title}. {passage}{question_marker} {query}``."""
 
     def __post_init__(self) -> None:
-        for name in ("title_marker", "content_marker", "untitled_marker", "answer_marker"):
+        for name in (
+            "title_marker",
+            "content_marker",
+            "untitled_marker",
+            "answer_marker",
+            "passage_prefix",
+            "question_marker",
+        ):
             value = getattr(self, name)
             if not value.strip():
                 raise ValueError(f"PromptTemplate.{name} must contain visible text, got {value!r}")
@@ -92,6 +111,14 @@ class PromptTemplate:
 
     def target_text(self, title: str, text: str) -> str:
         return self.title_segment_text(title) + self.passage_segment_text(text)
+
+    def question_context_text(self, title: str, text: str) -> str:
+        """The passage as query likelihood reads it, up to the question marker."""
+        title = " ".join(title.split()) if self.use_titles else ""
+        if self.lowercase_titles:
+            title = title.lower()
+        passage = f"{title}. {text.strip()}" if title else text.strip()
+        return f"{self.passage_prefix} {passage}{self.question_marker}"
 
 
 @dataclass(frozen=True)
@@ -225,6 +252,18 @@ class Renderer:
     def refusal_ids(self) -> list[int]:
         return self.answer_ids(self.template.refusal)
 
+    def question_context_ids(self, title: str, text: str) -> list[int]:
+        """Ids of a passage up to the question marker (with the tokenizer's BOS, if any): the
+        context of query likelihood, the same for every query."""
+        return self._encode(
+            self.template.question_context_text(title, text), add_special_tokens=True
+        )
+
+    def question_ids(self, query: str) -> list[int]:
+        """Ids of `` {query}`` as tokenized after the question marker (no EOS)."""
+        query = self.template.normalize_query(query)
+        return self._encode_after(self.template.question_marker, f" {query}")
+
     # -- training examples ----------------------------------------------------------------------
 
     def example(
@@ -238,6 +277,15 @@ class Renderer:
         prompt = self.encode_prompt(query)
         ids = list(target.ids if prefix_length is None else target.ids[:prefix_length])
         return EncodedExample(input_ids=prompt + ids, labels=[IGNORE_INDEX] * len(prompt) + ids)
+
+    def question_example(self, query: str, title: str, text: str) -> EncodedExample:
+        """A query-likelihood example: the passage, then the question (and EOS) it answers, with
+        the loss on the question only."""
+        context = self.question_context_ids(title, text)
+        question = [*self.question_ids(query), self.eos_id]
+        return EncodedExample(
+            input_ids=context + question, labels=[IGNORE_INDEX] * len(context) + question
+        )
 
     def assessment_example(
         self, query: str, title: str, text: str, answer: str, *, train_passage: bool = False

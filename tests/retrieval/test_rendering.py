@@ -82,6 +82,38 @@ def test_targets_equal_in_context_tokenization(request: pytest.FixtureRequest, u
     assert len(families) >= 2, f"need two tokenizer families, got {families}"
 
 
+def test_question_example_in_context(request: pytest.FixtureRequest):
+    """Query likelihood scores the ids a plain tokenization of passage and question gives, and
+    trains only the question (and EOS)."""
+    passages = [*_bundled_passages()[:3], ("", "untitled passage"), ("T", TRICKY_TEXTS[3])]
+    template = PromptTemplate()
+    for tokenizer in _tokenizers(request):
+        renderer = Renderer(tokenizer, template)
+        for query in TRICKY_QUERIES:
+            for title, text in passages:
+                example = renderer.question_example(query, title, text)
+                whole = tokenizer(
+                    template.question_context_text(title, text)
+                    + " "
+                    + template.normalize_query(query),
+                    add_special_tokens=True,
+                    split_special_tokens=True,
+                ).input_ids
+                assert example.input_ids == [*whole, renderer.eos_id]
+                context = renderer.question_context_ids(title, text)
+                question = renderer.question_ids(query)
+                assert example.input_ids == [*context, *question, renderer.eos_id]
+                assert example.labels == [IGNORE_INDEX] * len(context) + [
+                    *question,
+                    renderer.eos_id,
+                ]
+    assert (
+        PromptTemplate(use_titles=False)
+        .question_context_text("T", " body ")
+        .startswith("Passage: body\n")
+    )
+
+
 def test_assessment_example_in_context(tiny_model):
     tokenizer = tiny_model[1]
     renderer = Renderer(tokenizer)

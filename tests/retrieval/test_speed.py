@@ -56,13 +56,19 @@ def test_window_scores_only_the_passage_start(tiny_model, corpus):
     assert reconfigured.assess("paris", pairs) == pytest.approx(windowed.assess("paris", pairs))
 
 
-def test_the_scorer_counts_its_forward_passes(tiny_model, corpus):
-    config = RetrievalConfig(assessment=AssessmentConfig(batch_size=4))
+def test_the_scorers_count_their_forward_passes(tiny_model, corpus):
+    config = RetrievalConfig(assessment=AssessmentConfig(batch_size=4, method="refusal"))
     model = SelfRetrievalModel.from_base(tiny_model, corpus, config=config)
     scorer = model.assessor.scorer
     before = scorer.forward_passes
     model.assess("paris", [(p.title, p.text) for p in corpus])  # the prefix, then 4 + 2 rows
     assert scorer.forward_passes - before == 3 and scorer.tokens_fed > 0
+    model.config = RetrievalConfig(assessment=AssessmentConfig(batch_size=4))
+    scorer = model.assessor.context_scorer
+    model.assess("paris", [(p.title, p.text) for p in corpus])  # read and score 4, then 2
+    assert scorer.forward_passes == 4 and scorer.tokens_fed > 0
+    model.assess("rome", [(p.title, p.text) for p in corpus])  # passages cached: score only
+    assert scorer.forward_passes == 6
 
 
 def test_int8_model_retrieves_real_passages_and_refuses_to_be_saved(artifact, tmp_path):
@@ -121,8 +127,10 @@ def test_a_bad_call_fails_alone_in_its_batch(tiny_model, corpus):
 
 
 def test_exact_ranks_keeps_the_first_places_and_assesses_fewer_passages(tiny_model, corpus):
-    every = SelfRetrievalModel.from_base(tiny_model, corpus)
-    config = replace(every.config, assessment=AssessmentConfig(exact_ranks=1))
+    # The refusal: the tiny model's query likelihood is far below 1, so its bound never bites.
+    refusal = RetrievalConfig(assessment=AssessmentConfig(method="refusal"))
+    every = SelfRetrievalModel.from_base(tiny_model, corpus, config=refusal)
+    config = replace(every.config, assessment=AssessmentConfig(exact_ranks=1, method="refusal"))
     first = SelfRetrievalModel.from_base(tiny_model, corpus, config=config)
     rows = {}
     for name, model in (("every", every), ("first", first)):

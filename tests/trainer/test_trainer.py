@@ -317,5 +317,11 @@ def test_cli_train_fits_fusion_on_held_out_questions_and_search_modes(tmp_path):
     assert hybrid["relevance_scale"] == "probability"
     result = runner.invoke(app, [*refit, "--relevance-scale", "log"])
     assert result.exit_code == 2 and "relevance_scale" in result.output
+    assert manifest["retrieval_config"]["assessment"]["method"] == "query_likelihood"
+    result = runner.invoke(app, [*refit, "--assessment", "refusal"])
+    assert result.exit_code == 0, result.output
+    assert read_manifest(out)["retrieval_config"]["assessment"]["method"] == "refusal"
+    result = runner.invoke(app, [*refit, "--assessment", "yes-no"])
+    assert result.exit_code == 2 and "method" in result.output
     bad = runner.invoke(app, ["search", str(out), "apollo", "--mode", "vector"])
     assert bad.exit_code == 2
