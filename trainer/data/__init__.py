@@ -1,6 +1,6 @@
 """The training data of Self-Retrieval: indexing, supervised, answer and self-assessment examples.
 
-Four kinds of examples teach one model the whole retrieval job (see ``docs/how-it-works.md``);
+These kinds of examples teach one model the whole retrieval job (see ``docs/how-it-works.md``);
 each kind's metadata ``"kind"`` names it, and one module builds it:
 
 ``indexing`` (``indexing.py``)
@@ -14,6 +14,11 @@ each kind's metadata ``"kind"`` names it, and one module builds it:
     answer only. Produced when answers are known.
 ``assessment`` (``assessment.py``)
     The refusal after a negative passage; the answer, or the affirmation, after a positive one.
+``question`` (``questions.py``)
+    A relevant passage, then its question: query likelihood, the default self-assessment.
+``synthetic``, ``synthetic_question`` (``synthetic.py``)
+    Rule-made questions of a passage's sentences: they retrieve their passage, and they are the
+    query-likelihood examples of passages that no training question names.
 
 ``mixing.py`` puts them together: ``build_training_set`` is the seeded, shuffled set that
 ``train`` uses, and ``replay_sample`` picks the old passages that an update trains again.

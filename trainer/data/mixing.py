@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from selfretrieval_integrations.corpus import Corpus
+from selfretrieval_integrations.corpus import Corpus, cut_words
 from selfretrieval_integrations.errors import CorpusError
 from selfretrieval_integrations.index import PassageTrie
 from selfretrieval_integrations.retrieval import IGNORE_INDEX, EncodedExample, Renderer
@@ -31,7 +31,9 @@ from .assessment import (
 from .checks import checked_passages
 from .indexing import encode_indexing
 from .queries import ResolvedQueries, resolve_queries
+from .questions import encode_questions
 from .supervised import encode_supervised
+from .synthetic import synthetic_questions
 from .targets import PassageTargets, unique_depths
 
 
@@ -51,12 +53,19 @@ class MixConfig:
     assessment: bool = True
     """Train self-assessment examples (refusal after negatives, answer or affirmation after
     positives). Needs queries with qrels; positives with an answer example are not repeated."""
+    questions: bool = True
+    """Train query-likelihood examples (each training question after its relevant passage):
+    the default self-assessment scores candidates by that likelihood."""
     n_negatives: int = 1
     """Negative passages per (query, relevant passage) pair."""
     negatives: NegativeSampling | str = NegativeSampling.SAME_DOC
     """Where negatives come from: ``"same_doc"``, ``"bm25"`` or ``"mixed"`` (NegativeSampling)."""
     indexing_per_passage: int | None = None
     """At most this many sentences per passage (a seeded sample); None keeps all of them."""
+    synthetic_questions: int = 0
+    """Rule-made questions per passage (``synthetic.py``, kept when BM25 finds their passage):
+    each retrieves its passage, and a passage that no training question names also gets them as
+    query-likelihood examples, so that trained and untrained passages are read alike."""
     indexing_fraction_with_queries: float = 1.0
     """Share of indexing examples kept (a seeded sample) when supervised examples exist; the
     paper's second stage mixes a sample of the indexing data with the supervised data."""
@@ -75,13 +84,14 @@ class MixConfig:
     """Train supervised examples on the whole passage instead of the identifying prefix."""
 
     def __post_init__(self) -> None:
-        for name in ("indexing", "assessment", "supervised_full_target"):
+        for name in ("indexing", "assessment", "questions", "supervised_full_target"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"MixConfig.{name} must be True or False, got {getattr(self, name)!r}"
                 )
         counts = {
             "supervised_repeats": 0,
+            "synthetic_questions": 0,
             "n_negatives": 0,
             "extra_tokens": 0,
             "min_words": 1,
@@ -114,10 +124,10 @@ class MixConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"MixConfig.seed must be an int, got {self.seed!r}")
         self._set("negatives", checked_negative_sampling(self.negatives))
-        if not (self.indexing or self.supervised_repeats or self.assessment):
+        if not (self.indexing or self.supervised_repeats or self.assessment or self.questions):
             raise ValueError(
                 "MixConfig turns every kind of example off; keep indexing=True, "
-                "supervised_repeats >= 1 or assessment=True"
+                "supervised_repeats >= 1, assessment=True or questions=True"
             )
 
     def _set(self, name: str, value: Any) -> None:
@@ -180,7 +190,10 @@ def build_training_set(
     - supervised and answer examples (``queries`` + ``qrels`` + optional ``answers``), each
       ``mix.supervised_repeats`` times;
     - self-assessment examples: ``mix.n_negatives`` negatives per relevant pair, and a positive
-      for each pair that has no answer example already (an answer example is a positive).
+      for each pair that has no answer example already (an answer example is a positive);
+    - query-likelihood examples: each relevant pair's question after its passage;
+    - ``mix.synthetic_questions`` rule-made questions of each passage (of ``passages``), as
+      retrieval examples, and as query-likelihood examples of passages no query names.
 
     Every retrieval target is checked against ``trie`` (it must identify its passage), so a trie
     built from another corpus, tokenizer or template is an error rather than silent garbage.
@@ -256,7 +269,36 @@ def build_training_set(
             skip_positive=lambda qid, p: (qid, p) in answered,
         )
 
-    examples = list(indexing)
+    questions: list[EncodedExample] = []
+    if mix.questions and resolved.queries:
+        questions = encode_questions(
+            renderer, corpus, resolved, max_passage_words=mix.max_passage_words
+        )
+
+    synthetic: list[EncodedExample] = []
+    if mix.synthetic_questions:
+        asked = {p for query in resolved.queries for p in query.positives}
+        made = synthetic_questions(
+            corpus,
+            chosen,
+            per_passage=mix.synthetic_questions,
+            seed=mix.seed,
+            min_words=mix.min_words,
+            max_words=mix.max_words,
+        )
+        for p, texts in made.items():
+            for text in texts:
+                example = renderer.example(text, targets.target(p), prefix_length=targets.cut(p))
+                example.metadata = {"kind": "synthetic", "passage": p}
+                synthetic.append(example)
+                if mix.questions and p not in asked:
+                    passage = corpus[p]
+                    body = cut_words(passage.text, mix.max_passage_words)
+                    example = renderer.question_example(text, passage.title, body)
+                    example.metadata = {"kind": "synthetic_question", "passage": p}
+                    synthetic.append(example)
+
+    examples = [*indexing, *questions, *synthetic]
     answer_repeats = mix.supervised_repeats if mix.answer_repeats is None else mix.answer_repeats
     for repeat in range(max(mix.supervised_repeats, answer_repeats)):
         for example in supervised:

@@ -91,6 +91,7 @@ def test_one_passage_corpus(renderer, tokenizer):
         "indexing": 1,
         "supervised": 2,
         "assessment_positive": 1,
+        "question": 1,
     }
     assert result.stats["negatives_missing"] == 1
     assert result.stats["queries_skipped_no_qrels"] == 1
@@ -122,7 +123,10 @@ def test_mix_config_validation_and_round_trip():
         ({"indexing_fraction_with_queries": 1.5}, r"\[0, 1\]"),
         ({"indexing_per_passage": 0}, "indexing_per_passage"),
         ({"max_words": 3}, "max_words"),
-        ({"indexing": False, "supervised_repeats": 0, "assessment": False}, "every kind"),
+        (
+            {"indexing": False, "supervised_repeats": 0, "assessment": False, "questions": False},
+            "every kind",
+        ),
     ]:
         with pytest.raises(ValueError, match=match):
             MixConfig(**bad)
