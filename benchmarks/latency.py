@@ -3,7 +3,11 @@ settings, step by step, on the same questions, plus 16 concurrent async calls.
 
 Paths (each a way of loading and configuring the same artifact):
 
-- ``today``: what a user got before (full-passage assessment, float32 weights);
+- ``today``: what a user got before (the refusal assessment over the full passage, float32
+  weights);
+- ``ql``: query likelihood, the default assessment since then, whose passage caches are kept
+  between queries (``AssessmentConfig.cache_megabytes``); ``ql-cold`` keeps none, so every
+  candidate is read again (the cost of a passage met for the first time);
 - ``window-N``: the assessment reads the first N passage tokens
   (``AssessmentConfig.window_tokens``);
 - ``int8``: dynamic int8 linear layers of the transformer body
@@ -61,6 +65,7 @@ class StageClock:
         self.seconds = {"decode": 0.0, "assessment": 0.0, "generation": 0.0}
         self._wrap(model.decoder, "decode", "decode")
         self._wrap(model.assessor, "_refusal_loss", "assessment")
+        self._wrap(model.assessor, "_query_likelihood", "assessment")
         self._wrap(model.assessor, "target_logprobs", "generation")
 
     def _wrap(self, owner: Any, method: str, stage: str) -> None:
@@ -99,11 +104,16 @@ def load(
     if variants:  # int8 variants measured against the library's (not options of it)
         quantized = _quantize_variant(model.model, variants[0])
         model.model = model.decoder.model = model.assessor.model = quantized
-        model.assessor.scorer.model = quantized
-    assessment = model.config.assessment
+        model.assessor.scorer.model = model.assessor.context_scorer.model = quantized
+        model.assessor.context_scorer.cache.clear()
+    # every path judges by the refusal, as before, unless it says ``ql``
+    assessment = replace(model.config.assessment, method="refusal")
     for setting in settings:
         name, _, value = setting.partition("-")
-        if name == "window":
+        if name == "ql":
+            cache = 0 if value == "cold" else max(assessment.cache_megabytes, 1024)
+            assessment = replace(assessment, method="query_likelihood", cache_megabytes=cache)
+        elif name == "window":
             assessment = replace(assessment, window_tokens=int(value))
         elif name == "exact":
             assessment = replace(assessment, exact_ranks=int(value))
@@ -161,7 +171,7 @@ def self_retrieval(
     assessed: list[int] = []
     firsts: list[str] = []
     for question in questions:
-        before = model.assessor.scorer.forward_passes
+        before = _assessment_passes(model)
         assessed_before = model.assessor.passages_assessed
         started = time.perf_counter()
         results = model.retrieve(question, k=k)
@@ -169,9 +179,7 @@ def self_retrieval(
         taken = clock.reset()
         stages["decode"].append(taken["decode"])
         stages["assessment"].append(taken["assessment"])
-        passes.append(
-            model.last_stats.forward_passes + model.assessor.scorer.forward_passes - before
-        )
+        passes.append(model.last_stats.forward_passes + _assessment_passes(model) - before)
         assessed.append(model.assessor.passages_assessed - assessed_before)
         firsts.append(results[0].doc_id if results else "")
     hits = [f in rel for f, rel in zip(firsts, relevant, strict=True)]
@@ -180,8 +188,18 @@ def self_retrieval(
         "latency": {stage: latency(values) for stage, values in stages.items()},
         "forward_passes_per_query": round(float(np.mean(passes)), 1),
         "passages_assessed_per_query": round(float(np.mean(assessed)), 1),
+        "passage_cache": {
+            "hits": model.assessor.context_scorer.cache.hits,
+            "misses": model.assessor.context_scorer.cache.misses,
+            "megabytes": round(model.assessor.context_scorer.cache.bytes / 2**20, 1),
+        },
         "first": firsts,
     }
+
+
+def _assessment_passes(model: SelfRetrievalModel) -> int:
+    """Forward passes of both assessment scorers (the refusal's and query likelihood's)."""
+    return model.assessor.scorer.forward_passes + model.assessor.context_scorer.forward_passes
 
 
 def reranker(
@@ -225,8 +243,10 @@ def concurrency(model: SelfRetrievalModel, questions: list[str], k: int) -> dict
         ),
         default=0.0,
     )
+    threads = _two_threads(model, questions, k, sequential, sequential_s)
     return {
         "calls": len(questions),
+        "two_threads_one_core_each": threads,
         "sequential_s": round(sequential_s, 2),
         "concurrent_s": round(concurrent_s, 2),
         "throughput_ratio": round(sequential_s / concurrent_s, 2),
@@ -244,6 +264,40 @@ def _ratio(base: dict | None, row: dict, system: str, stage: str | None = None) 
     if stage is not None:
         today, this = today[stage], this[stage]
     return today["p50_ms"] / this["p50_ms"]
+
+
+def _two_threads(
+    model: SelfRetrievalModel, questions: list[str], k: int, sequential: list, sequential_s: float
+) -> dict[str, Any]:
+    """The other way to use two cores: two calls at once, one torch thread each, on two views of
+    the same weights with their own locks (the tokenizer is shared: results are compared)."""
+    import copy
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    views = []
+    for _ in range(2):
+        view = copy.copy(model)
+        view.lock = threading.RLock()
+        views.append(view)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(views[i % 2].retrieve, q, k) for i, q in enumerate(questions)]
+            results = [f.result() for f in futures]
+        seconds = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(before)
+    return {
+        "seconds": round(seconds, 2),
+        "throughput_ratio": round(sequential_s / seconds, 2),
+        "results_equal": all(
+            [r.passage_id for r in a] == [r.passage_id for r in b]
+            for a, b in zip(sequential, results, strict=True)
+        ),
+    }
 
 
 def main() -> None:

@@ -4,7 +4,9 @@
 and the test questions, and saves, for every question, the union of its candidates (the beams'
 passages, BM25's top 20, dense's top 20) with every score the systems below need: BM25, dense
 cosine, the beams' generation log-probability, the teacher-forced log-probability of each
-candidate's first 64 trie-key tokens after the query, and the self-assessed relevance. ``report``
+candidate's first 32 trie-key tokens after the query, and the self-assessed relevance by query
+likelihood (``relevance``; and for the first ``--refusal-questions`` test questions, the paper's
+refusal over the beams and BM25's top 20, to compare the two on the same candidates). ``report``
 then fits every convex fusion on the validation questions only (``convex.fit_weights``, the
 function the library fits with) and measures every system on the test questions with ranx and
 paired tests, so that no weight, depth or threshold ever sees a test question.
@@ -12,7 +14,6 @@ paired tests, so that no weight, depth or threshold ever sees a test question.
 Usage::
 
     python benchmarks/quality_study.py features --workdir runs/squad-small-v
-    python benchmarks/quality_study.py dense-features --workdir runs/squad-small-v  # optional
     python benchmarks/quality_study.py report --workdir runs/squad-small-v \\
         --output benchmarks/results/squad-small-quality.json
 """
@@ -20,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import sys
@@ -47,12 +47,22 @@ def features(args: argparse.Namespace) -> int:
     from selfretrieval_integrations.corpus import load_beir_qrels, load_beir_queries
     from selfretrieval_integrations.evaluation.harness import select_questions
     from selfretrieval_integrations.index import BM25Index, DenseIndex
-    from selfretrieval_integrations.retrieval import Fusion, SelfRetrievalModel
+    from selfretrieval_integrations.retrieval import (
+        AssessmentConfig,
+        Fusion,
+        RetrievalMode,
+        SelfRetrievalModel,
+    )
 
     data = args.workdir / "data"
     model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
-    by_generation = copy.copy(model)
-    by_generation.config = replace(model.config, fusion=Fusion.GENERATION)
+    # Every passage's cache fits (about 3 GB for the small slice's 304 passages in float32).
+    model.config = replace(
+        model.config,
+        mode=RetrievalMode.SELF,  # the beams alone: every fusion is ranked from the scores
+        fusion=Fusion.GENERATION,
+        assessment=AssessmentConfig(method="query_likelihood", cache_megabytes=8192),
+    )
     passages = list(model.store)
     bm25 = BM25Index(passages)
     dense = DenseIndex(passages)
@@ -61,6 +71,10 @@ def features(args: argparse.Namespace) -> int:
     for split, limit in (("validation", None), ("test", args.questions)):
         qrels = load_beir_qrels(data, split)
         jobs += [(split, q, qrels[q]) for q in select_questions(qrels, limit, 0)]
+    # The refusal (the paper's assessment) reads query and passage together, so nothing is
+    # cached: it is scored for the first ``--refusal-questions`` test questions only.
+    refusal_for = {q for split, q, _ in jobs if split == "test"}
+    refusal_for = set(sorted(refusal_for)[: args.refusal_questions])
     out = args.workdir / "features.jsonl"
     done = set()
     if out.exists():
@@ -71,7 +85,7 @@ def features(args: argparse.Namespace) -> int:
             question = queries[qid]
             timing: dict[str, float] = {}
             started = time.perf_counter()
-            beams = by_generation.retrieve(question, k=K)
+            beams = model.retrieve(question, k=K)
             timing["decode_s"] = time.perf_counter() - started
             started = time.perf_counter()
             bm25_all = bm25.scores(question)
@@ -82,25 +96,44 @@ def features(args: argparse.Namespace) -> int:
             bm25_top = np.argsort(-bm25_all, kind="stable")[:DEPTH]
             dense_top = np.argsort(-dense_all, kind="stable")[:DEPTH]
             beam_idx = [model.store.index_of(r.passage_id) for r in beams]
-            # Dense's own candidates are scored by ``dense-features``, an optional second pass:
-            # on a 2-core CPU they add half again to the run.
-            union = list(dict.fromkeys([*beam_idx, *map(int, bm25_top)]))
+            union = list(dict.fromkeys([*beam_idx, *map(int, bm25_top), *map(int, dense_top)]))
             pairs = [(passages[i].title, passages[i].text) for i in union]
             started = time.perf_counter()
             with model.lock:
                 gen = model.assessor.target_logprobs(question, pairs, max(GEN_TOKENS))
             timing["target_logprob_s"] = time.perf_counter() - started
             started = time.perf_counter()
-            relevance = model.assess(question, pairs)
+            with model.lock:
+                ql = model.assessor.query_likelihood(question, pairs)
             timing["assess_s"] = time.perf_counter() - started
             timing["candidates"] = len(union)
+            refusal: dict[int, np.ndarray] = {}
+            if qid in refusal_for:  # beams and BM25's top, as the SelfReranker over BM25 sees
+                judged = [n for n, i in enumerate(union) if i in set(beam_idx) | set(bm25_top)]
+                started = time.perf_counter()
+                with model.lock:
+                    assessor = model.assessor
+                    prefix = assessor.scorer.start(assessor.renderer.encode_prompt(question))
+                    rows = [
+                        (
+                            assessor.renderer.assessment_context_ids(
+                                pairs[n][0], assessor._window(pairs[n][1])
+                            ),
+                            assessor.renderer.refusal_ids(),
+                        )
+                        for n in judged
+                    ]
+                    refusal = dict(
+                        zip(judged, assessor.scorer.continue_rows(prefix, rows), strict=True)
+                    )
+                timing["refusal_s"] = time.perf_counter() - started
             bm25_rank = {int(i): r for r, i in enumerate(bm25_top, start=1)}
             dense_rank = {int(i): r for r, i in enumerate(dense_top, start=1)}
-            dense_only = [int(i) for i in dense_top if int(i) not in set(union)]
             beam_rank = {i: r for r, i in enumerate(beam_idx, start=1)}
             candidates = []
             for n, i in enumerate(union):
                 beam = beams[beam_rank[i] - 1] if i in beam_rank else None
+                lp = refusal.get(n)
                 candidates.append(
                     {
                         "index": i,
@@ -114,26 +147,14 @@ def features(args: argparse.Namespace) -> int:
                         "dense": float(dense_all[i]),
                         "dense_rank": dense_rank.get(i),
                         "gen": [round(float(x), 5) for x in gen[n]],
-                        "relevance": float(relevance[n]),
+                        "ql": float(ql[n]),
+                        "relevance": float(np.exp(ql[n])),
+                        # the paper's relevance, 1 - exp(-mean loss), and the refusal's first
+                        # token alone (a one-position yes/no judgement)
+                        "refusal": None if lp is None else float(1 - np.exp(lp.mean())),
+                        "refusal_first": None if lp is None else float(lp[0]),
                     }
                 )
-            candidates += [
-                {
-                    "index": i,
-                    "id": _judged(passages[i], qrel_ids),
-                    "title": passages[i].title,
-                    "beam_rank": None,
-                    "beam_logprob": None,
-                    "title_logprob": None,
-                    "bm25": float(bm25_all[i]),
-                    "bm25_rank": None,
-                    "dense": float(dense_all[i]),
-                    "dense_rank": dense_rank[i],
-                    "gen": None,
-                    "relevance": None,
-                }
-                for i in dense_only
-            ]
             row = {
                 "qid": qid,
                 "split": split,
@@ -146,60 +167,11 @@ def features(args: argparse.Namespace) -> int:
     return 0
 
 
-def dense_features(args: argparse.Namespace) -> int:
-    """Score dense's own candidates (those neither the beams nor BM25 found) as ``features``
-    scores the rest, into ``dense-features.jsonl`` (resumable), for the SelfReranker over dense."""
-    from tqdm.auto import tqdm
-
-    from selfretrieval_integrations.retrieval import SelfRetrievalModel
-
-    model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
-    passages = list(model.store)
-    queries = _questions(args.workdir)
-    out = args.workdir / "dense-features.jsonl"
-    done = set()
-    if out.exists():
-        done = {json.loads(line)["qid"] for line in out.read_text().splitlines() if line}
-    rows = [r for r in _load(args.workdir / "features.jsonl") if r["qid"] not in done]
-    with out.open("a", encoding="utf-8") as handle:
-        for row in tqdm(rows, desc="dense features"):
-            question = queries[row["qid"]]
-            missing = [c["index"] for c in row["candidates"] if c["relevance"] is None]
-            pairs = [(passages[i].title, passages[i].text) for i in missing]
-            with model.lock:
-                gen = model.assessor.target_logprobs(question, pairs, max(GEN_TOKENS))
-            relevance = model.assess(question, pairs) if pairs else []
-            scores = {
-                str(i): {"gen": [round(float(x), 5) for x in g], "relevance": float(r)}
-                for i, g, r in zip(missing, gen, relevance, strict=True)
-            }
-            handle.write(json.dumps({"qid": row["qid"], "scores": scores}) + "\n")
-            handle.flush()
-    return 0
-
-
-def _questions(workdir: Path) -> dict[str, str]:
-    from selfretrieval_integrations.corpus import load_beir_queries
-
-    return load_beir_queries(workdir / "data")
-
-
 # -- report -------------------------------------------------------------------------------------
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _with_dense_scores(rows: list[dict[str, Any]], workdir: Path) -> bool:
-    """Fill in dense's own candidates from ``dense-features``; whether every row has them."""
-    path = workdir / "dense-features.jsonl"
-    scored = {r["qid"]: r["scores"] for r in _load(path)} if path.exists() else {}
-    for row in rows:
-        for c in row["candidates"]:
-            if c["relevance"] is None and str(c["index"]) in scored.get(row["qid"], {}):
-                c.update(scored[row["qid"]][str(c["index"])])
-    return all(c["relevance"] is not None for row in rows for c in row["candidates"])
 
 
 def _gen(c: dict[str, Any], tokens: int) -> float:
@@ -289,15 +261,15 @@ def _by(key: str, sources: tuple[str, ...]):
     return rank
 
 
-def _today_self_retrieval(row: dict[str, Any]) -> list[str]:
-    """Today's default: beam log-probability + log(relevance) over the beams' passages."""
+def _logprob_self_retrieval(row: dict[str, Any]) -> list[str]:
+    """The ``logprob`` fusion (the ``self`` mode default): beam log-probability + log(relevance)."""
     pool = sorted(_pool(row, ("beams",)), key=lambda c: c["beam_rank"])
     scores = [c["beam_logprob"] + np.log(max(c["relevance"], 1e-12)) for c in pool]
     return _ranked_ids(pool, np.array(scores))
 
 
 def _rrf(first: str):
-    """Today's SelfReranker: RRF (k=60) of the first-stage rank and the assessment rank."""
+    """The ``rrf`` SelfReranker: RRF (k=60) of the first-stage rank and the assessment rank."""
 
     def rank(row: dict[str, Any]) -> list[str]:
         pool = sorted(_pool(row, (first,)), key=lambda c: c[f"{first}_rank"])
@@ -312,7 +284,8 @@ def _rrf(first: str):
 
 def _assessment_only(first: str):
     def rank(row: dict[str, Any]) -> list[str]:
-        pool = sorted(_pool(row, (first,)), key=lambda c: c[f"{first}_rank"])
+        key = "beam_rank" if first == "beams" else f"{first}_rank"
+        pool = sorted(_pool(row, (first,)), key=lambda c: c[key])
         return _ranked_ids(pool, np.array([c["relevance"] for c in pool]))
 
     return rank
@@ -370,11 +343,109 @@ def _library_reranker(config: Any, first: str):
     return rank
 
 
+def _assessment_comparison(test: list[dict[str, Any]]) -> dict[str, Any]:
+    """Query likelihood against the refusal and its first token, on the test questions whose
+    candidates the refusal scored: each alone over BM25's top 20, and each in today's ``logprob``
+    fusion with the beams' generation score."""
+    from selfretrieval_integrations.evaluation.metrics import metrics_and_tests
+
+    subset = [r for r in test if any(c.get("refusal") is not None for c in r["candidates"])]
+    if not subset:
+        return {}
+    judged = {  # higher is more relevant
+        "query-likelihood": lambda c: c["ql"],
+        "refusal": lambda c: c["refusal"],
+        "refusal-first-token": lambda c: -c["refusal_first"],
+    }
+    as_probability = {
+        "query-likelihood": lambda c: c["relevance"],
+        "refusal": lambda c: c["refusal"],
+        "refusal-first-token": lambda c: 1 - np.exp(c["refusal_first"]),
+    }
+
+    def alone(score):
+        def rank(row):
+            pool = sorted(_pool(row, ("bm25",)), key=lambda c: c["bm25_rank"])
+            return _ranked_ids(pool, np.array([score(c) for c in pool]))
+
+        return rank
+
+    def fused(probability):
+        def rank(row):
+            pool = sorted(_pool(row, ("beams",)), key=lambda c: c["beam_rank"])
+            scores = [c["beam_logprob"] + np.log(max(probability(c), 1e-12)) for c in pool]
+            return _ranked_ids(pool, np.array(scores))
+
+        return rank
+
+    rankers = {"bm25": _by("bm25_rank", ("bm25",))}
+    rankers |= {f"bm25+{name} alone": alone(score) for name, score in judged.items()}
+    rankers |= {f"self-retrieval/logprob+{name}": fused(p) for name, p in as_probability.items()}
+    qrels = {r["qid"]: {d: 1 for d in r["relevant"]} for r in subset}
+    ranked = {name: {r["qid"]: rank(r) for r in subset} for name, rank in rankers.items()}
+    metrics, tests = metrics_and_tests(qrels, ranked, "student")
+    pairs = {
+        pair: {m: v for m, v in result.items() if m in ("hits@1", "mrr@5")}
+        for pair, result in tests.items()
+        if pair.startswith(
+            ("bm25 vs", "bm25+query-likelihood alone vs", "self-retrieval/logprob+q")
+        )
+    }
+    return {"questions": len(subset), "systems": metrics, "significance": pairs}
+
+
+def _passage_prior(test: list[dict[str, Any]], data: Path) -> dict[str, Any]:
+    """Does self-assessment prefer passages that had training questions? Over BM25's top 20 of
+    each test question: mean relevance of the right passage, of wrong passages that training
+    questions named and of wrong passages none named, and how often a trained wrong passage
+    outscores the right one (on the paragraph split the right one never had a question)."""
+    from selfretrieval_integrations.corpus import load_beir_qrels
+
+    held_out = set(load_beir_qrels(data, "validation"))
+    trained = {
+        d for q, rel in load_beir_qrels(data, "train").items() if q not in held_out for d in rel
+    }
+    right, wrong_trained, wrong_untrained = [], [], []
+    outscored = compared = 0
+    for row in test:
+        pool = _pool(row, ("bm25",))
+        hits = [c["relevance"] for c in pool if c["id"] in row["relevant"]]
+        if not hits:
+            continue
+        right.append(max(hits))
+        rivals = [
+            c["relevance"] for c in pool if c["id"] not in row["relevant"] and c["id"] in trained
+        ]
+        wrong_trained += rivals
+        wrong_untrained += [
+            c["relevance"]
+            for c in pool
+            if c["id"] not in row["relevant"] and c["id"] not in trained
+        ]
+        if rivals:
+            compared += 1
+            outscored += max(rivals) > max(hits)
+    return {
+        "questions": len(right),
+        "right_passage_trained": float(
+            np.mean([any(d in trained for d in r["relevant"]) for r in test])
+        ),
+        "mean_relevance": {
+            "right": float(np.mean(right)) if right else None,
+            "wrong_trained": float(np.mean(wrong_trained)) if wrong_trained else None,
+            "wrong_untrained": float(np.mean(wrong_untrained)) if wrong_untrained else None,
+        },
+        "trained_wrong_outscores_right": {
+            "questions": compared,
+            "share": outscored / max(compared, 1),
+        },
+    }
+
+
 def report(args: argparse.Namespace) -> int:
     from selfretrieval_integrations.evaluation.metrics import latency, metrics_and_tests
 
     rows = _load(args.workdir / "features.jsonl")
-    with_dense = _with_dense_scores(rows, args.workdir)
     validation = [r for r in rows if r["split"] == "validation"]
     test = [r for r in rows if r["split"] == "test"]
     convex = {
@@ -383,6 +454,13 @@ def report(args: argparse.Namespace) -> int:
         "self-retrieval/convex-all": Convex(("beams",), ("beam", "generation", "relevance")),
         "hybrid": Convex(("beams", "bm25"), ("bm25", "generation", "relevance")),
         "hybrid/no-assessment": Convex(("beams", "bm25"), ("bm25", "generation")),
+        "hybrid/log-relevance": Convex(("beams", "bm25"), ("bm25", "generation", "ql")),
+        "hybrid/with-dense-log-relevance": Convex(
+            ("beams", "bm25"), ("bm25", "dense", "generation", "ql")
+        ),
+        "self-retrieval/convex-log-relevance": Convex(("beams",), ("beam", "ql")),
+        "bm25+self-reranker/log-relevance": Convex(("bm25",), ("bm25", "generation", "ql")),
+        "dense+self-reranker/log-relevance": Convex(("dense",), ("dense", "generation", "ql")),
         "hybrid/with-dense-score": Convex(
             ("beams", "bm25"), ("bm25", "dense", "generation", "relevance")
         ),
@@ -395,17 +473,19 @@ def report(args: argparse.Namespace) -> int:
         "bm25+self-reranker/generation-only-fused": Convex(("bm25",), ("bm25", "generation")),
         "bm25+self-reranker/by-rank": Convex(("bm25",), ("bm25_rank", "generation", "relevance")),
     }
-    if with_dense:  # the SelfReranker over dense's top 20 (needs ``dense-features``)
-        convex["dense+self-reranker"] = Convex(("dense",), ("dense", "generation", "relevance"))
+    convex["dense+self-reranker"] = Convex(("dense",), ("dense", "generation", "relevance"))
+    convex["dense+self-reranker/assessment-only-fused"] = Convex(("dense",), ("dense", "relevance"))
     for system in convex.values():
         system.fit(validation)
     fixed = {
         "bm25": _by("bm25_rank", ("bm25",)),
         "dense": _by("dense_rank", ("dense",)),
-        "self-retrieval/today": _today_self_retrieval,
+        "self-retrieval/logprob": _logprob_self_retrieval,
         "self-retrieval/generation": _by("beam_rank", ("beams",)),
-        "bm25+self-reranker/rrf-today": _rrf("bm25"),
-        "bm25+self-reranker/assessment-today": _assessment_only("bm25"),
+        "self-retrieval/assessment-only": _assessment_only("beams"),
+        "bm25+self-reranker/rrf": _rrf("bm25"),
+        "bm25+self-reranker/assessment-only": _assessment_only("bm25"),
+        "dense+self-reranker/assessment-only": _assessment_only("dense"),
     }
     from selfretrieval_integrations.retrieval import HybridConfig
     from selfretrieval_integrations.retrieval.fitting import fit_from_questions
@@ -417,14 +497,16 @@ def report(args: argparse.Namespace) -> int:
         "hybrid/library-fit-without-dense": _library_hybrid(no_dense),
         "bm25+self-reranker/library-fit": _library_reranker(library, "bm25"),
     }
-    if with_dense:
-        fixed["dense+self-reranker/library-fit"] = _library_reranker(library, "dense")
+    fixed["dense+self-reranker/library-fit"] = _library_reranker(library, "dense")
     rankers = {**fixed, **{name: system.rank for name, system in convex.items()}}
     qrels = {r["qid"]: {d: 1 for d in r["relevant"]} for r in test}
     ranked = {name: {r["qid"]: rank(r) for r in test} for name, rank in rankers.items()}
     metrics, tests = metrics_and_tests(qrels, ranked, "student")
     keep = {
-        f"{a} vs {b}" for a in ("bm25", "dense", "self-retrieval/today") for b in rankers if a != b
+        f"{a} vs {b}"
+        for a in ("bm25", "dense", "self-retrieval/logprob")
+        for b in rankers
+        if a != b
     }
     tests = {
         pair: {m: v for m, v in result.items() if m in ("hits@1", "mrr@5")}
@@ -460,6 +542,8 @@ def report(args: argparse.Namespace) -> int:
             for pool in (("beams",), ("bm25",), ("dense",), ("beams", "bm25"))
         },
         "stage_latency_ms": timing,
+        "assessment_methods": _assessment_comparison(test),
+        "passage_prior": _passage_prior(test, args.workdir / "data"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "command": " ".join(["python", "benchmarks/quality_study.py", *sys.argv[1:]]),
     }
@@ -475,6 +559,14 @@ def report(args: argparse.Namespace) -> int:
         pair = tests.get(f"bm25 vs {name}", {})
         p = " / ".join(str(pair[k]["p_value"]) for k in ("hits@1", "mrr@5")) if pair else ""
         print(f"| {name} | {m['hits@1']:.3f} | {m['hits@5']:.3f} | {m['mrr@5']:.3f} | {p} |")
+    methods = result["assessment_methods"]
+    if methods:
+        print(
+            f"\nAssessment methods on the same candidates ({methods['questions']} test questions):"
+        )
+        print("| system | Hits@1 | Hits@5 | MRR@5 |\n|---|---|---|---|")
+        for name, m in methods["systems"].items():
+            print(f"| {name} | {m['hits@1']:.3f} | {m['hits@5']:.3f} | {m['mrr@5']:.3f} |")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -532,7 +624,7 @@ def answers(args: argparse.Namespace) -> int:
     by_doc = {p.doc_id: i for i, p in enumerate(model.store)}
     sources = {
         "hybrid": _library_hybrid(library),
-        "self-retrieval": _today_self_retrieval,
+        "self-retrieval": _logprob_self_retrieval,
         "bm25": _by("bm25_rank", ("bm25",)),
     }
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in [*sources, "gold"]}
@@ -570,15 +662,21 @@ def answers(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("features", "dense-features", "report", "answers"):
+    for name in ("features", "report", "answers"):
         cmd = commands.add_parser(name)
         cmd.add_argument("--workdir", type=Path, required=True)
     commands.choices["features"].add_argument("--questions", type=int, default=200)
+    commands.choices["features"].add_argument(
+        "--refusal-questions",
+        type=int,
+        default=100,
+        help="test questions whose candidates the refusal also scores (it caches nothing)",
+    )
     commands.choices["answers"].add_argument("--questions", type=int, default=200)
     for name in ("report", "answers"):
         commands.choices[name].add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    run = {"features": features, "dense-features": dense_features, "report": report}
+    run = {"features": features, "report": report}
     return {**run, "answers": answers}[args.command](args)
 
 

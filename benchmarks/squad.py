@@ -119,7 +119,9 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
         lora_dropout=args.lora_dropout,
         save_steps=25,
         validation_fraction=args.validation_fraction,
+        fit_fusion=not args.no_fit_fusion,
         mix=MixConfig(
+            questions=not args.no_question_training,
             supervised_repeats=args.supervised_repeats,
             answer_repeats=args.answer_repeats,
             assessment=not args.no_assessment_training,
@@ -192,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--indexing-only", action="store_true", help="no supervised questions")
     run_cmd.add_argument("--no-indexing", action="store_true", help="no indexing examples")
     run_cmd.add_argument("--no-assessment-training", action="store_true")
+    run_cmd.add_argument(
+        "--no-question-training", action="store_true", help="no query-likelihood examples"
+    )
+    run_cmd.add_argument(
+        "--no-fit-fusion",
+        action="store_true",
+        help="keep the default fusion weights (quality_study.py fits its own)",
+    )
     run_cmd.add_argument(
         "--questions", type=int, default=200, help="a seeded sample of test questions (0: all)"
     )
