@@ -5,8 +5,8 @@ and the test questions, and saves, for every question, the union of its candidat
 passages, BM25's top 20, dense's top 20) with every score the systems below need: BM25, dense
 cosine, the beams' generation log-probability, the teacher-forced log-probability of each
 candidate's first 32 trie-key tokens after the query, and the self-assessed relevance by query
-likelihood (``relevance``; and for the first ``--refusal-questions`` test questions, the paper's
-refusal over the beams and BM25's top 20, to compare the two on the same candidates). ``report``
+likelihood (``relevance``). ``refusal`` adds the paper's refusal for the first test questions'
+beams and BM25's top 20, to compare the two on the same candidates. ``report``
 then fits every convex fusion on the validation questions only (``convex.fit_weights``, the
 function the library fits with) and measures every system on the test questions with ranx and
 paired tests, so that no weight, depth or threshold ever sees a test question.
@@ -14,6 +14,7 @@ paired tests, so that no weight, depth or threshold ever sees a test question.
 Usage::
 
     python benchmarks/quality_study.py features --workdir runs/squad-small-v
+    python benchmarks/quality_study.py refusal --workdir runs/squad-small-v --questions 100
     python benchmarks/quality_study.py report --workdir runs/squad-small-v \\
         --output benchmarks/results/squad-small-quality.json
 """
@@ -71,10 +72,6 @@ def features(args: argparse.Namespace) -> int:
     for split, limit in (("validation", None), ("test", args.questions)):
         qrels = load_beir_qrels(data, split)
         jobs += [(split, q, qrels[q]) for q in select_questions(qrels, limit, 0)]
-    # The refusal (the paper's assessment) reads query and passage together, so nothing is
-    # cached: it is scored for the first ``--refusal-questions`` test questions only.
-    refusal_for = {q for split, q, _ in jobs if split == "test"}
-    refusal_for = set(sorted(refusal_for)[: args.refusal_questions])
     out = args.workdir / "features.jsonl"
     done = set()
     if out.exists():
@@ -107,33 +104,12 @@ def features(args: argparse.Namespace) -> int:
                 ql = model.assessor.query_likelihood(question, pairs)
             timing["assess_s"] = time.perf_counter() - started
             timing["candidates"] = len(union)
-            refusal: dict[int, np.ndarray] = {}
-            if qid in refusal_for:  # beams and BM25's top, as the SelfReranker over BM25 sees
-                judged = [n for n, i in enumerate(union) if i in set(beam_idx) | set(bm25_top)]
-                started = time.perf_counter()
-                with model.lock:
-                    assessor = model.assessor
-                    prefix = assessor.scorer.start(assessor.renderer.encode_prompt(question))
-                    rows = [
-                        (
-                            assessor.renderer.assessment_context_ids(
-                                pairs[n][0], assessor._window(pairs[n][1])
-                            ),
-                            assessor.renderer.refusal_ids(),
-                        )
-                        for n in judged
-                    ]
-                    refusal = dict(
-                        zip(judged, assessor.scorer.continue_rows(prefix, rows), strict=True)
-                    )
-                timing["refusal_s"] = time.perf_counter() - started
             bm25_rank = {int(i): r for r, i in enumerate(bm25_top, start=1)}
             dense_rank = {int(i): r for r, i in enumerate(dense_top, start=1)}
             beam_rank = {i: r for r, i in enumerate(beam_idx, start=1)}
             candidates = []
             for n, i in enumerate(union):
                 beam = beams[beam_rank[i] - 1] if i in beam_rank else None
-                lp = refusal.get(n)
                 candidates.append(
                     {
                         "index": i,
@@ -149,10 +125,8 @@ def features(args: argparse.Namespace) -> int:
                         "gen": [round(float(x), 5) for x in gen[n]],
                         "ql": float(ql[n]),
                         "relevance": float(np.exp(ql[n])),
-                        # the paper's relevance, 1 - exp(-mean loss), and the refusal's first
-                        # token alone (a one-position yes/no judgement)
-                        "refusal": None if lp is None else float(1 - np.exp(lp.mean())),
-                        "refusal_first": None if lp is None else float(lp[0]),
+                        "refusal": None,  # filled in by ``refusal`` for some questions
+                        "refusal_first": None,
                     }
                 )
             row = {
@@ -164,6 +138,55 @@ def features(args: argparse.Namespace) -> int:
             }
             handle.write(json.dumps(row) + "\n")
             handle.flush()
+    return 0
+
+
+def refusal(args: argparse.Namespace) -> int:
+    """Add the paper's refusal to the first ``--questions`` test questions of ``features.jsonl``:
+    relevance ``1 - exp(-mean loss)`` and the log-probability of the refusal's first token alone
+    (a one-position yes/no judgement), for the beams' passages and BM25's top 20. The refusal
+    reads query and passage together, so nothing can be cached: a few seconds per candidate on a
+    CPU, which is why only a subset is scored. Resumable."""
+    from tqdm.auto import tqdm
+
+    from selfretrieval_integrations.corpus import load_beir_queries
+    from selfretrieval_integrations.retrieval import SelfRetrievalModel
+
+    path = args.workdir / "features.jsonl"
+    rows = _load(path)
+    model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
+    assessor, renderer = model.assessor, model.renderer
+    queries = load_beir_queries(args.workdir / "data")
+    chosen = sorted(r["qid"] for r in rows if r["split"] == "test")[: args.questions]
+    todo = [
+        r
+        for r in rows
+        if r["qid"] in set(chosen) and all(c["refusal"] is None for c in r["candidates"])
+    ]
+    passages = list(model.store)
+    for row in tqdm(todo, desc="refusal"):
+        judged = [c for c in row["candidates"] if c["beam_rank"] or c["bm25_rank"]]
+        started = time.perf_counter()
+        with model.lock:
+            prefix = assessor.scorer.start(renderer.encode_prompt(queries[row["qid"]]))
+            pairs = [(passages[c["index"]].title, passages[c["index"]].text) for c in judged]
+            logprobs = assessor.scorer.continue_rows(
+                prefix,
+                [
+                    (
+                        renderer.assessment_context_ids(t, assessor._window(x)),
+                        renderer.refusal_ids(),
+                    )
+                    for t, x in pairs
+                ],
+            )
+        row["timing"]["refusal_s"] = time.perf_counter() - started
+        for c, lp in zip(judged, logprobs, strict=True):
+            c["refusal"] = float(1 - np.exp(lp.mean()))
+            c["refusal_first"] = float(lp[0])
+        partial = path.with_suffix(".partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        partial.replace(path)
     return 0
 
 
@@ -662,21 +685,16 @@ def answers(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("features", "report", "answers"):
+    for name in ("features", "refusal", "report", "answers"):
         cmd = commands.add_parser(name)
         cmd.add_argument("--workdir", type=Path, required=True)
     commands.choices["features"].add_argument("--questions", type=int, default=200)
-    commands.choices["features"].add_argument(
-        "--refusal-questions",
-        type=int,
-        default=100,
-        help="test questions whose candidates the refusal also scores (it caches nothing)",
-    )
+    commands.choices["refusal"].add_argument("--questions", type=int, default=100)
     commands.choices["answers"].add_argument("--questions", type=int, default=200)
     for name in ("report", "answers"):
         commands.choices[name].add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    run = {"features": features, "report": report}
+    run = {"features": features, "refusal": refusal, "report": report}
     return {**run, "answers": answers}[args.command](args)
 
 

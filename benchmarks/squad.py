@@ -122,6 +122,7 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
         fit_fusion=not args.no_fit_fusion,
         mix=MixConfig(
             questions=not args.no_question_training,
+            synthetic_questions=args.synthetic_questions,
             supervised_repeats=args.supervised_repeats,
             answer_repeats=args.answer_repeats,
             assessment=not args.no_assessment_training,
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--no-assessment-training", action="store_true")
     run_cmd.add_argument(
         "--no-question-training", action="store_true", help="no query-likelihood examples"
+    )
+    run_cmd.add_argument(
+        "--synthetic-questions", type=int, default=0, help="rule-made questions per passage"
     )
     run_cmd.add_argument(
         "--no-fit-fusion",
