@@ -141,6 +141,75 @@ def features(args: argparse.Namespace) -> int:
     return 0
 
 
+def widen(args: argparse.Namespace) -> int:
+    """Decode ``--candidates`` passages per question instead of 10 (``DecodingConfig.candidates``)
+    and keep their ranks and log-probabilities as ``beam{N}_rank`` / ``beam{N}_logprob``; new
+    candidates get every score ``features`` gives. Resumable."""
+    from tqdm.auto import tqdm
+
+    from selfretrieval_integrations.corpus import load_beir_queries
+    from selfretrieval_integrations.retrieval import (
+        AssessmentConfig,
+        Fusion,
+        RetrievalMode,
+        SelfRetrievalModel,
+    )
+
+    n = args.candidates
+    path = args.workdir / "features.jsonl"
+    rows = _load(path)
+    model = SelfRetrievalModel.from_pretrained(args.workdir / "model")
+    model.config = replace(
+        model.config,
+        mode=RetrievalMode.SELF,
+        fusion=Fusion.GENERATION,
+        assessment=AssessmentConfig(method="query_likelihood", cache_megabytes=8192),
+    )
+    queries = load_beir_queries(args.workdir / "data")
+    passages = list(model.store)
+    rank_key, logprob_key = f"beam{n}_rank", f"beam{n}_logprob"
+    todo = [r for r in rows if not any(rank_key in c for c in r["candidates"])]
+    for number, row in enumerate(tqdm(todo, desc=f"{n} candidates")):
+        question = queries[row["qid"]]
+        decoded = model.retrieve(question, k=n)
+        by_index = {c["index"]: c for c in row["candidates"]}
+        new = [model.store.index_of(r.passage_id) for r in decoded]
+        new = [i for i in new if i not in by_index]
+        if new:
+            pairs = [(passages[i].title, passages[i].text) for i in new]
+            with model.lock:
+                gen = model.assessor.target_logprobs(question, pairs, max(GEN_TOKENS))
+                ql = model.assessor.query_likelihood(question, pairs)
+            for i, g, q in zip(new, gen, ql, strict=True):
+                by_index[i] = {
+                    "index": i,
+                    "id": _judged(passages[i], set(row["relevant"])),
+                    "title": passages[i].title,
+                    **dict.fromkeys(
+                        ("beam_rank", "beam_logprob", "title_logprob", "bm25_rank", "dense_rank")
+                    ),
+                    "bm25": None,
+                    "dense": None,
+                    "gen": [round(float(x), 5) for x in g],
+                    "ql": float(q),
+                    "relevance": float(np.exp(q)),
+                    "refusal": None,
+                    "refusal_first": None,
+                }
+                row["candidates"].append(by_index[i])
+        for rank, result in enumerate(decoded, start=1):
+            c = by_index[model.store.index_of(result.passage_id)]
+            c[rank_key], c[logprob_key] = rank, result.generation_logprob
+        for c in row["candidates"]:
+            c.setdefault(rank_key, None)
+            c.setdefault(logprob_key, None)
+        if number % 10 == 9 or number == len(todo) - 1:
+            partial = path.with_suffix(".partial")
+            partial.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            partial.replace(path)
+    return 0
+
+
 def refusal(args: argparse.Namespace) -> int:
     """Add the paper's refusal to the first ``--questions`` test questions of ``features.jsonl``:
     relevance ``1 - exp(-mean loss)`` and the log-probability of the refusal's first token alone
@@ -207,6 +276,7 @@ def _pool(row: dict[str, Any], sources: tuple[str, ...]) -> list[dict[str, Any]]
         "beams": lambda c: c["beam_rank"] is not None and c["beam_rank"] <= K,
         "bm25": lambda c: c["bm25_rank"] is not None,
         "dense": lambda c: c["dense_rank"] is not None,
+        "beams20": lambda c: c.get("beam20_rank") is not None,  # ``widen --candidates 20``
     }
     return [c for c in row["candidates"] if any(found[s](c) for s in sources)]
 
@@ -218,6 +288,8 @@ def _features(pool: list[dict[str, Any]], names: tuple[str, ...], tokens: int) -
             values[name] = np.array([_gen(c, tokens) for c in pool])
         elif name == "beam":
             values[name] = np.array([c["beam_logprob"] for c in pool], dtype=np.float64)
+        elif name == "beam20":
+            values[name] = np.array([c["beam20_logprob"] for c in pool], dtype=np.float64)
         elif name.endswith("_rank"):  # the first stage's rank alone, for callers without scores
             values[name] = -np.array([c[name] for c in pool], dtype=np.float64)
         elif name == "log_relevance":
@@ -326,6 +398,9 @@ def _fit_question(row: dict[str, Any], dense: bool = False) -> Any:
         token_logprobs=[np.array(c["gen"]) for c in pool],
         relevance=np.array([c["relevance"] for c in pool]),
         dense=np.array([c["dense"] for c in pool]) if dense else None,
+        beam_logprob=np.array(
+            [np.nan if c["beam_logprob"] is None else c["beam_logprob"] for c in pool]
+        ),
     )
 
 
@@ -342,6 +417,23 @@ def _library_hybrid(config: Any):
             "dense": np.array([c["dense"] for c in pool]),
         }
         scores = convex_scores(features, config.weights, as_is=config.as_is)
+        order = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i]["index"]))
+        return list(dict.fromkeys(pool[i]["id"] for i in order))[:K]
+
+    return rank
+
+
+def _library_self(config: Any):
+    """``self`` mode's ``convex`` fusion as ``SelfRetrievalModel`` ranks it, library weights."""
+    from selfretrieval_integrations.retrieval import convex_scores
+
+    def rank(row: dict[str, Any]) -> list[str]:
+        pool = _pool(row, ("beams",))
+        features = {
+            "generation": np.array([c["beam_logprob"] for c in pool]),
+            "relevance": np.array([c["relevance"] for c in pool]),
+        }
+        scores = convex_scores(features, config.self_weights, as_is=config.as_is)
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i]["index"]))
         return list(dict.fromkeys(pool[i]["id"] for i in order))[:K]
 
@@ -496,6 +588,8 @@ def report(args: argparse.Namespace) -> int:
         "bm25+self-reranker/generation-only-fused": Convex(("bm25",), ("bm25", "generation")),
         "bm25+self-reranker/by-rank": Convex(("bm25",), ("bm25_rank", "generation", "relevance")),
     }
+    if all(any("beam20_rank" in c for c in r["candidates"]) for r in rows):
+        convex["self-retrieval/20-candidates"] = Convex(("beams20",), ("beam20", "relevance"))
     convex["dense+self-reranker"] = Convex(("dense",), ("dense", "generation", "relevance"))
     convex["dense+self-reranker/assessment-only-fused"] = Convex(("dense",), ("dense", "relevance"))
     for system in convex.values():
@@ -516,6 +610,7 @@ def report(args: argparse.Namespace) -> int:
     library = fit_from_questions([_fit_question(r, dense=True) for r in validation], HybridConfig())
     no_dense = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
     fixed |= {
+        "self-retrieval/library-fit": _library_self(library),
         "hybrid/library-fit": _library_hybrid(library),
         "hybrid/library-fit-without-dense": _library_hybrid(no_dense),
         "bm25+self-reranker/library-fit": _library_reranker(library, "bm25"),
@@ -546,6 +641,7 @@ def report(args: argparse.Namespace) -> int:
         "systems": metrics,
         "fitted": {name: system.describe() for name, system in convex.items()},
         "library_fit": {
+            "self_weights": library.self_weights,
             "generation_tokens": library.generation_tokens,
             "weights": library.weights,
             "rerank_weights": library.rerank_weights,
@@ -562,7 +658,7 @@ def report(args: argparse.Namespace) -> int:
             "+".join(pool): float(
                 np.mean([any(c["id"] in r["relevant"] for c in _pool(r, pool)) for r in test])
             )
-            for pool in (("beams",), ("bm25",), ("dense",), ("beams", "bm25"))
+            for pool in (("beams",), ("bm25",), ("dense",), ("beams", "bm25"), ("beams20",))
         },
         "stage_latency_ms": timing,
         "assessment_methods": _assessment_comparison(test),
@@ -685,16 +781,17 @@ def answers(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("features", "refusal", "report", "answers"):
+    for name in ("features", "widen", "refusal", "report", "answers"):
         cmd = commands.add_parser(name)
         cmd.add_argument("--workdir", type=Path, required=True)
     commands.choices["features"].add_argument("--questions", type=int, default=200)
     commands.choices["refusal"].add_argument("--questions", type=int, default=100)
+    commands.choices["widen"].add_argument("--candidates", type=int, default=20)
     commands.choices["answers"].add_argument("--questions", type=int, default=200)
     for name in ("report", "answers"):
         commands.choices[name].add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    run = {"features": features, "refusal": refusal, "report": report}
+    run = {"features": features, "widen": widen, "refusal": refusal, "report": report}
     return {**run, "answers": answers}[args.command](args)
 
 

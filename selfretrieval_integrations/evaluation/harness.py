@@ -179,7 +179,9 @@ class _SelfRetrieval:
     def run(self, qid: str, question: str) -> list[dict[str, Any]]:
         """Rank ``question``'s candidates by every fusion; returns the candidates' scores."""
         started = time.perf_counter()
-        results = self.by_generation.retrieve(question, k=self.k)
+        # as many candidates as the model decodes (DecodingConfig.candidates), ranked, cut to k
+        candidates_k = max(self.k, self.model.config.decoding.candidates)
+        results = self.by_generation.retrieve(question, k=candidates_k)
         decode_s = time.perf_counter() - started
         relevance = None
         assess_s = 0.0
@@ -199,8 +201,14 @@ class _SelfRetrieval:
             ranked = candidates
             if fusion is Fusion.LOGPROB and relevance is not None:
                 ranked = self._as_model_assesses(candidates, relevance)
-            order, _ = rank_candidates(ranked, fusion, self.model.config.temperature, stable=True)
-            self.runs[name].ranked[qid] = _unique(ids[i] for i in order)
+            order, _ = rank_candidates(
+                ranked,
+                fusion,
+                self.model.config.temperature,
+                stable=True,
+                weights=self.model.config.hybrid.self_weights,
+            )
+            self.runs[name].ranked[qid] = _unique(ids[i] for i in order)[: self.k]
             stages = decode_s if fusion is Fusion.GENERATION else decode_s + assess_s
             self.runs[name].seconds.append(stages)
         return [

@@ -188,13 +188,14 @@ class CachedContextScorer:
         cached = max(lengths)
         layers = []
         for layer in range(len(contexts[0])):
-            parts_k, parts_v = [], []
+            k0, v0 = contexts[0][layer]
+            keys = k0.new_zeros((n, k0.shape[1], cached, k0.shape[3]))
+            values = v0.new_zeros((n, v0.shape[1], cached, v0.shape[3]))
             for row in range(n):
                 k, v = contexts[row][layer]
-                pad = cached - lengths[row]
-                parts_k.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
-                parts_v.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
-            layers.append((torch.cat(parts_k), torch.cat(parts_v)))
+                keys[row, :, cached - lengths[row] :] = k[0]
+                values[row, :, cached - lengths[row] :] = v[0]
+            layers.append((keys, values))
         chunks = [[context[-1], *target[:-1]] for context, target in batch]
         width = max(len(c) for c in chunks)
         ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)

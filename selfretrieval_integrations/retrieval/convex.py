@@ -211,6 +211,9 @@ class RetrievalMode(str, Enum):
 #: retriever that found the candidates).
 HYBRID_FEATURES = ("bm25", "dense", "generation", "relevance")
 RERANK_FEATURES = ("first_stage", "generation", "relevance")
+#: Feature names of the ``convex`` fusion in ``self`` mode: the beam's log-probability of the
+#: passage it decoded, and relevance.
+SELF_FEATURES = ("generation", "relevance")
 #: ``HybridConfig.relevance_scale`` values.
 RELEVANCE_SCALES = ("probability", "minmax")
 
@@ -254,6 +257,11 @@ class HybridConfig:
     )
     """Convex weights of the SelfReranker's ``first_stage`` (the retriever's scores, or its
     ranks when it gives none), ``generation`` and ``relevance`` scores."""
+    self_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"generation": 0.05, "relevance": 0.95}
+    )
+    """Convex weights of the ``convex`` fusion in ``self`` mode (``RetrievalConfig.fusion``): the
+    beams' ``generation`` log-probability and ``relevance``, over the beams' passages alone."""
     relevance_scale: str = "minmax"
     """How relevance enters the convex fusions: ``minmax`` (scaled within each query like the
     other scores) or ``probability`` (as it is, a probability comparable across queries). On the
@@ -284,6 +292,11 @@ class HybridConfig:
             self,
             "rerank_weights",
             checked_weights(self.rerank_weights, RERANK_FEATURES, "HybridConfig.rerank_weights"),
+        )
+        object.__setattr__(
+            self,
+            "self_weights",
+            checked_weights(self.self_weights, SELF_FEATURES, "HybridConfig.self_weights"),
         )
 
     @property

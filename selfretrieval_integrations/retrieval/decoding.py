@@ -60,8 +60,12 @@ class DecodingConfig:
     """Width of the passage beam over all kept titles (raised to k when k is larger)."""
     jump_forward: bool = True
     """Feed whole single-child runs of the trie in one forward pass."""
+    candidates: int = 10
+    """Passages decoded per query (at least ``k``) before self-assessment ranks them and the
+    best ``k`` are kept: the right passage must be among them to be found."""
 
     def __post_init__(self) -> None:
+        checked_int(self.candidates, "DecodingConfig.candidates")
         checked_int(self.title_beams, "DecodingConfig.title_beams")
         checked_int(self.passage_beams, "DecodingConfig.passage_beams")
 

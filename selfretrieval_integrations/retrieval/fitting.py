@@ -1,10 +1,12 @@
-"""Fitting the hybrid's and the SelfReranker's convex weights on held-out training questions.
+"""Fitting the hybrid's, the SelfReranker's and ``self`` mode's convex weights on held-out
+training questions.
 
 Every question is run once: the beams' passages and BM25's top candidates are scored by BM25,
 by a dense retriever's cosine (when the ``dense`` extra is installed), by the generation
 log-probability of their first trie-key tokens (kept per token, so every ``generation_tokens``
 on the grid is tried from one pass) and by self-assessment. The hybrid is
-fitted over the union, the SelfReranker over BM25's candidates alone (its first stage). The
+fitted over the union, the SelfReranker over BM25's candidates alone (its first stage), ``self``
+mode over the beams' passages with their beam log-probability. The
 questions must not have been trained on (``TrainingConfig.validation_fraction`` holds them out);
 the fit is recorded in ``HybridConfig.fitted`` and saved with ``save_retrieval_config``.
 """
@@ -24,7 +26,14 @@ import numpy as np
 from selfretrieval_integrations import artifact
 from selfretrieval_integrations.errors import QueryError
 
-from .convex import HYBRID_FEATURES, RERANK_FEATURES, HybridConfig, RetrievalMode, fit_weights
+from .convex import (
+    HYBRID_FEATURES,
+    RERANK_FEATURES,
+    SELF_FEATURES,
+    HybridConfig,
+    RetrievalMode,
+    fit_weights,
+)
 from .fusion import Fusion
 
 #: The ``generation_tokens`` the fit chooses from.
@@ -43,6 +52,16 @@ class FitQuestion:
     relevance: np.ndarray
     dense: np.ndarray | None = None
     """Each candidate's dense cosine, or None when the fit leaves the dense score out."""
+    beam_logprob: np.ndarray | None = None
+    """Each candidate's beam log-probability, NaN for a candidate the beams did not reach; None
+    leaves ``self`` mode's weights unfitted."""
+
+    def self_features(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``self`` mode's features over the beams' candidates, and which are relevant."""
+        assert self.beam_logprob is not None
+        beams = ~np.isnan(self.beam_logprob)
+        features = {"generation": self.beam_logprob[beams], "relevance": self.relevance[beams]}
+        return features, self.relevant[beams]
 
     def features(self, tokens: int, pool: np.ndarray | None = None) -> dict[str, np.ndarray]:
         keep = np.ones(len(self.bm25), dtype=bool) if pool is None else pool
@@ -69,7 +88,9 @@ def fit_question(
     """Run one held-out question: its candidates and every score the fit needs."""
     by_generation = copy.copy(model)
     by_generation.config = replace(model.config, fusion=Fusion.GENERATION, mode=RetrievalMode.SELF)
-    beams = [model.store.index_of(r.passage_id) for r in by_generation.retrieve(query, k=10)]
+    decoded = by_generation.retrieve(query, k=10)
+    beams = [model.store.index_of(r.passage_id) for r in decoded]
+    beam_logprob = {i: r.generation_logprob for i, r in zip(beams, decoded, strict=True)}
     bm25 = model.bm25_index().scores(query)
     top = [int(i) for i in np.argsort(-bm25, kind="stable")[:depth]]
     union = list(dict.fromkeys([*beams, *top]))
@@ -85,6 +106,7 @@ def fit_question(
         token_logprobs=token_logprobs,
         relevance=model.assess(query, pairs),
         dense=model.dense_index().scores([query])[0][union] if dense else None,
+        beam_logprob=np.array([beam_logprob.get(i, np.nan) for i in union], dtype=np.float64),
     )
 
 
@@ -157,12 +179,25 @@ def fit_from_questions(
         score = hybrid.objective + rerank.objective
         if not best or score > best["score"] + 1e-12:
             best = {"score": score, "tokens": tokens, "hybrid": hybrid, "rerank": rerank}
+    self_weights = base.self_weights
+    fitted_self = None
+    if questions and all(q.beam_logprob is not None for q in questions):
+        fitted_self = fit_weights(
+            [q.self_features() for q in questions],
+            SELF_FEATURES,
+            step=step,
+            prior=prior.self_weights,
+            as_is=base.as_is,
+        )
+        self_weights = fitted_self.weights
     return replace(
         base,
         generation_tokens=best["tokens"],
         weights=best["hybrid"].weights,
         rerank_weights=best["rerank"].weights,
+        self_weights=self_weights,
         fitted={
+            "self_objective": None if fitted_self is None else round(fitted_self.objective, 4),
             "questions": len(questions),
             "metric": best["hybrid"].metric,
             "hybrid_objective": round(float(best["hybrid"].objective), 4),

@@ -6,7 +6,7 @@ decoded passages with it, and the evaluation harness ranks the same candidates o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -22,6 +22,9 @@ class Fusion(str, Enum):
     """Generation log-probability plus log(relevance): one probabilistic score."""
     GENERATION = "generation"
     """Generation log-probability only (no self-assessment; fastest)."""
+    CONVEX = "convex"
+    """Convex weights (``HybridConfig.self_weights``, fitted on held-out questions) of the
+    min-max normalised generation log-probability and relevance."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,13 +57,23 @@ def fuse_scores(
     logprobs: np.ndarray,
     relevance: np.ndarray | None,
     temperature: float = 0.4,
+    weights: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """Final scores of candidates (higher is better); ``title_keys`` group candidates by title."""
+    """Final scores of candidates (higher is better); ``title_keys`` group candidates by title,
+    ``weights`` are the ``convex`` fusion's."""
     method = Fusion(method)
     logprobs = np.asarray(logprobs, dtype=np.float64)
     if method is Fusion.GENERATION or relevance is None:
         return logprobs
     relevance = np.asarray(relevance, dtype=np.float64)
+    if method is Fusion.CONVEX:
+        from .convex import convex_scores  # convex builds on this module
+
+        if weights is None:
+            raise ValueError("the convex fusion needs weights (HybridConfig.self_weights)")
+        if np.isnan(relevance).any():
+            raise ValueError("the convex fusion needs the relevance of every candidate")
+        return convex_scores({"generation": logprobs, "relevance": relevance}, weights)
     if method is Fusion.LOGPROB:
         assessed = ~np.isnan(relevance)
         fused = logprobs + np.log(np.clip(np.where(assessed, relevance, 1.0), 1e-12, None))
@@ -83,7 +96,12 @@ def fuse_scores(
 
 
 def rank_candidates(
-    candidates: Candidates, fusion: Fusion | str, temperature: float, *, stable: bool = False
+    candidates: Candidates,
+    fusion: Fusion | str,
+    temperature: float,
+    *,
+    stable: bool = False,
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[list[int], np.ndarray]:
     """``(order, scores)``: candidate positions best first, and the fused score of each candidate.
 
@@ -98,6 +116,7 @@ def rank_candidates(
         logprobs=candidates.logprobs,
         relevance=candidates.relevance,
         temperature=temperature,
+        weights=weights,
     )
     positions = range(len(scores))
     if stable:

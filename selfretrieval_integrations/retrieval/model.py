@@ -59,9 +59,11 @@ class RetrievalConfig:
 
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
-    fusion: Fusion = Fusion.LOGPROB
-    """``logprob`` (default: the best on the SQuAD benchmark, see benchmarks/RESULTS.md),
-    ``paper`` or ``generation`` (no self-assessment)."""
+    fusion: Fusion = Fusion.CONVEX
+    """How ``self`` mode ranks the beams' passages: ``convex`` (default: the fitted weights
+    ``HybridConfig.self_weights`` of generation and relevance, the best on the SQuAD benchmark,
+    see benchmarks/RESULTS.md), ``logprob`` (generation log-probability + log relevance, the
+    default of artifacts saved before), ``paper`` or ``generation`` (no self-assessment)."""
     temperature: float = 0.4
     """Temperature of the paper's fusion softmaxes."""
     max_query_tokens: int = 256
@@ -86,6 +88,7 @@ class RetrievalConfig:
         data["mode"] = self.mode.value
         data["hybrid"]["weights"] = dict(self.hybrid.weights)
         data["hybrid"]["rerank_weights"] = dict(self.hybrid.rerank_weights)
+        data["hybrid"]["self_weights"] = dict(self.hybrid.self_weights)
         return data
 
     @classmethod
@@ -627,7 +630,9 @@ class SelfRetrievalModel:
                 chunk = queries[start : start + batch_size]
                 prompts = [self.renderer.encode_prompt(q) for q in chunk]
                 hyps, chunk_stats = self.decoder.decode(
-                    prompts, k, masks[start : start + batch_size]
+                    prompts,
+                    max(k, self.config.decoding.candidates),
+                    masks[start : start + batch_size],
                 )
                 stats.add(chunk_stats)
                 if self.config.mode is RetrievalMode.HYBRID:
@@ -663,6 +668,8 @@ class SelfRetrievalModel:
         logprobs = np.array([h.logprob for h, _ in entries])
         pairs = [(p.title, p.text) for p in passages]
         relevance = None
+        if self.config.fusion is Fusion.CONVEX:
+            return self._rank_convex(query, entries, passages, logprobs, k)
         if self.config.fusion is Fusion.LOGPROB:
             judge = self.assessor.relevance_of(query)
             relevance = bounded_relevance(
@@ -681,6 +688,38 @@ class SelfRetrievalModel:
             relevance=relevance,
         )
         order, scores = rank_candidates(candidates, self.config.fusion, self.config.temperature)
+        return [
+            _result(
+                passages[i],
+                rank,
+                scores[i],
+                generation_logprob=float(entries[i][0].logprob),
+                title_logprob=float(entries[i][0].title_logprob),
+                relevance=judged(relevance, i),
+            )
+            for rank, i in enumerate(order[:k], start=1)
+        ]
+
+    def _rank_convex(
+        self,
+        query: str,
+        entries: list[tuple[Hypothesis, int]],
+        passages: list[Passage],
+        logprobs: np.ndarray,
+        k: int,
+    ) -> list[RetrievalResult]:
+        """The beams' passages ranked by the ``convex`` fusion of generation and relevance."""
+        hybrid = self.config.hybrid
+        pairs = [(p.title, p.text) for p in passages]
+        judge = self.assessor.relevance_of(query)
+        scores, relevance = bounded_convex_scores(
+            {"generation": logprobs},
+            hybrid.self_weights,
+            lambda chosen: judge([pairs[i] for i in chosen]),
+            self.exact_places(k),
+            as_is=hybrid.as_is,
+        )
+        order = sorted(range(len(entries)), key=lambda i: (-scores[i], entries[i][1]))
         return [
             _result(
                 passages[i],

@@ -134,6 +134,28 @@ def test_library_fit_weights_the_dense_score_only_when_every_question_has_it():
     assert fitted.weights["dense"] == 0.0 and fitted.fitted["dense"] is False
 
 
+def test_library_fit_of_self_mode_uses_the_beams_alone():
+    from dataclasses import replace
+
+    from selfretrieval_integrations.retrieval import fit_from_questions
+
+    rng = np.random.default_rng(1)
+    questions = []
+    for i in range(24):
+        question = _fit_question(rng, i % 8, False)
+        beams = np.where(np.arange(8) < 5, rng.random(8), np.nan)  # five beams, three from BM25
+        relevant_at = int(np.flatnonzero(question.relevant)[0])
+        if relevant_at < 5:
+            beams[relevant_at] = 5.0  # the beam score finds it; relevance is noise
+        questions.append(replace(question, beam_logprob=beams))
+    prior = HybridConfig(self_weights={"generation": 0.1, "relevance": 0.9})
+    fitted = fit_from_questions(questions, prior, step=0.25, prior=prior)
+    assert fitted.self_weights["generation"] >= 0.5  # ties go to the one nearest the prior
+    assert fitted.fitted["self_objective"] == 1.0  # among the beams, the right one first
+    unfitted = fit_from_questions([replace(q, beam_logprob=None) for q in questions], prior)
+    assert unfitted.self_weights == prior.self_weights and unfitted.fitted["self_objective"] is None
+
+
 def test_a_prior_stands_unless_the_fit_beats_it_by_more_than_chance():
     # Feature "a" ranks the relevant candidate first in 15 of 16 questions, "b" in all 16.
     def question(b_wins_alone):

@@ -36,7 +36,8 @@ def test_generation_ranks_by_logprob_and_ties_go_to_the_lower_passage():
 @pytest.mark.parametrize("fusion", list(Fusion))
 def test_scores_are_the_fused_scores(fusion):
     candidates = _candidates(np.array([0.1, 0.9, 0.5, 0.2]))
-    order, scores = rank_candidates(candidates, fusion, 0.4)
+    weights = {"generation": 0.3, "relevance": 0.7}
+    order, scores = rank_candidates(candidates, fusion, 0.4, weights=weights)
     expected = fuse_scores(
         fusion,
         title_keys=candidates.titles,
@@ -44,9 +45,25 @@ def test_scores_are_the_fused_scores(fusion):
         logprobs=candidates.logprobs,
         relevance=candidates.relevance,
         temperature=0.4,
+        weights=weights,
     )
     assert scores.tolist() == expected.tolist()
     assert [scores[i] for i in order] == sorted(scores, reverse=True)
+
+
+def test_convex_fusion_weighs_normalised_generation_and_relevance():
+    candidates = _candidates(np.array([0.1, 0.9, 0.5, 0.2]))
+    by_relevance, scores = rank_candidates(
+        candidates, Fusion.CONVEX, 0.4, weights={"generation": 0.0, "relevance": 1.0}
+    )
+    assert by_relevance == [1, 2, 3, 0]
+    assert scores.tolist() == pytest.approx([0.0, 1.0, 0.5, 0.125])
+    by_generation, _ = rank_candidates(
+        candidates, Fusion.CONVEX, 0.4, weights={"generation": 1.0, "relevance": 0.0}
+    )
+    assert by_generation == [2, 0, 1, 3]
+    with pytest.raises(ValueError, match="weights"):
+        rank_candidates(candidates, Fusion.CONVEX, 0.4)
 
 
 def test_paper_fusion_shares_a_title_probability_within_a_title():

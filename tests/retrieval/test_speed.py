@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from selfretrieval_integrations import ArtifactError, Passage, QueryError, SelfRetrievalModel
-from selfretrieval_integrations.retrieval import AssessmentConfig, RetrievalConfig
+from selfretrieval_integrations.retrieval import AssessmentConfig, Fusion, RetrievalConfig
 
 TEXTS = [
     "The Eiffel Tower is in Paris and was built for the world fair of 1889 by Gustave Eiffel.",
@@ -127,8 +127,9 @@ def test_a_bad_call_fails_alone_in_its_batch(tiny_model, corpus):
 
 
 def test_exact_ranks_keeps_the_first_places_and_assesses_fewer_passages(tiny_model, corpus):
-    # The refusal: the tiny model's query likelihood is far below 1, so its bound never bites.
-    refusal = RetrievalConfig(assessment=AssessmentConfig(method="refusal"))
+    # The logprob fusion's bound, with the refusal: the tiny model's query likelihood is far
+    # below 1, so its bound never bites.
+    refusal = RetrievalConfig(fusion=Fusion.LOGPROB, assessment=AssessmentConfig(method="refusal"))
     every = SelfRetrievalModel.from_base(tiny_model, corpus, config=refusal)
     config = replace(every.config, assessment=AssessmentConfig(exact_ranks=1, method="refusal"))
     first = SelfRetrievalModel.from_base(tiny_model, corpus, config=config)
