@@ -233,18 +233,18 @@ class HybridConfig:
     """Weights of hybrid retrieval and of the convex SelfReranker (saved in the manifest).
 
     The defaults are the weights fitted on the SQuAD small slice's 107 held-out training
-    questions with SmolLM2-135M (``benchmarks/RESULTS.md``); training with questions (or
-    ``selfretrieval fit-fusion``) fits them on an artifact's own held-out questions and records
-    the fit in ``fitted``.
+    questions with SmolLM2-135M and query-likelihood relevance (``benchmarks/RESULTS.md``);
+    training with questions (or ``selfretrieval fit-fusion``) fits them on an artifact's own
+    held-out questions and records the fit in ``fitted``.
     """
 
     bm25_depth: int = 20
     """BM25 candidates added to the beams' passages."""
-    generation_tokens: int = 16
+    generation_tokens: int = 32
     """Tokens of each candidate's trie key whose log-probability after the query is its
     generation score (the start identifies a passage; the rest adds cost, little signal)."""
     weights: Mapping[str, float] = field(
-        default_factory=lambda: {"bm25": 0.6, "generation": 0.25, "relevance": 0.15}
+        default_factory=lambda: {"bm25": 0.25, "generation": 0.25, "relevance": 0.5}
     )
     """Convex weights of the hybrid's ``bm25``, ``dense``, ``generation`` and ``relevance``
     scores; a zero weight skips computing that score (``relevance`` is the slow one, ``dense``
@@ -253,12 +253,12 @@ class HybridConfig:
     """The sentence-transformers model of the ``dense`` score: the offline all-MiniLM-L6-v2 of
     the ``dense`` extra, a hub id or a folder."""
     rerank_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"first_stage": 0.55, "generation": 0.25, "relevance": 0.2}
+        default_factory=lambda: {"first_stage": 0.25, "generation": 0.25, "relevance": 0.5}
     )
     """Convex weights of the SelfReranker's ``first_stage`` (the retriever's scores, or its
     ranks when it gives none), ``generation`` and ``relevance`` scores."""
     self_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"generation": 0.05, "relevance": 0.95}
+        default_factory=lambda: {"generation": 0.15, "relevance": 0.85}
     )
     """Convex weights of the ``convex`` fusion in ``self`` mode (``RetrievalConfig.fusion``): the
     beams' ``generation`` log-probability and ``relevance``, over the beams' passages alone."""
@@ -267,9 +267,9 @@ class HybridConfig:
     other scores) or ``probability`` (as it is, a probability comparable across queries). On the
     probability scale relevance adds at most its weight, so only the candidates that can still
     reach the first ``AssessmentConfig.exact_ranks`` places are assessed: on the SQuAD small
-    slice, 1.1 of 26 per hybrid query for the first place, at 0.815 Hits@1 against minmax's
-    0.845 (``benchmarks/RESULTS.md``). Weights must be fitted on the scale they are used with
-    (``selfretrieval fit-fusion --relevance-scale``)."""
+    slice with the refusal's relevance, 1.1 of 26 per hybrid query for the first place, at 0.815
+    Hits@1 against minmax's 0.845 (``benchmarks/RESULTS.md``). Weights must be fitted on the
+    scale they are used with (``selfretrieval fit-fusion --relevance-scale``)."""
     fitted: Mapping[str, object] | None = None
     """What fitted the weights (questions, objective), or None for the defaults."""
 
