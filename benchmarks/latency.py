@@ -7,7 +7,8 @@ Paths (each a way of loading and configuring the same artifact):
   weights);
 - ``ql``: query likelihood, the default assessment since then, whose passage caches are kept
   between queries (``AssessmentConfig.cache_megabytes``); ``ql-cold`` keeps none, so every
-  candidate is read again (the cost of a passage met for the first time);
+  candidate is read again (the cost of a passage met for the first time); ``warm`` reads the
+  whole corpus before the first query (``SelfRetrievalModel.warm_cache``);
 - ``window-N``: the assessment reads the first N passage tokens
   (``AssessmentConfig.window_tokens``);
 - ``int8``: dynamic int8 linear layers of the transformer body
@@ -117,10 +118,14 @@ def load(
             assessment = replace(assessment, window_tokens=int(value))
         elif name == "exact":
             assessment = replace(assessment, exact_ranks=int(value))
-        elif setting not in ("today", "int8", "hybrid", "probability", *INT8_VARIANTS):
+        elif setting not in ("today", "int8", "hybrid", "probability", "warm", *INT8_VARIANTS):
             raise SystemExit(f"unknown setting {setting!r} in path {path!r}")
     mode = RetrievalMode.HYBRID if "hybrid" in settings else RetrievalMode.SELF
     model.config = replace(model.config, mode=mode, assessment=assessment)
+    if "warm" in settings:
+        started = time.perf_counter()
+        model.warm_cache()
+        print(f"{path}: read the corpus in {time.perf_counter() - started:.1f} s", flush=True)
     return model
 
 

@@ -129,6 +129,15 @@ class SelfAssessor:
         """Mean log-probability of the query's tokens after each ``(title, text)``."""
         return self._query_likelihood(self.renderer.question_ids(query), passages)
 
+    def read_passages(self, passages: Sequence[tuple[str, str]]) -> int:
+        """Read ``passages`` into the query-likelihood cache now, so that the first queries that
+        meet them pay only for their own tokens; returns how many were read."""
+        renderer = self.renderer
+        contexts = [
+            renderer.question_context_ids(title, self._window(text)) for title, text in passages
+        ]
+        return self.context_scorer.read(contexts)
+
     def _query_likelihood(
         self, question: list[int], passages: Sequence[tuple[str, str]]
     ) -> np.ndarray:

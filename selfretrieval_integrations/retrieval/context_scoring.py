@@ -54,6 +54,9 @@ class ContextCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
     def get(self, key: tuple[int, ...]) -> Layers | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -125,6 +128,18 @@ class CachedContextScorer:
                 layers = self._contexts(keys)
                 out.extend(self._score(keys, layers, batch))
         return out
+
+    def read(self, contexts: Sequence[Sequence[int]]) -> int:
+        """Compute and keep the caches of ``contexts`` ahead of the queries that will meet them
+        (as many as the budget holds); returns how many were computed."""
+        keys = [tuple(int(t) for t in context[:-1]) for context in contexts]
+        missing = [key for key in dict.fromkeys(keys) if key not in self.cache]
+        with torch.inference_mode():
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start : start + self.batch_size]
+                for key, layers in zip(chunk, self._encode(chunk), strict=True):
+                    self.cache.put(key, layers)
+        return len(missing)
 
     def _contexts(self, keys: Sequence[tuple[int, ...]]) -> list[Layers]:
         """The cache of each context: kept ones from ``cache``, the others computed together."""

@@ -827,6 +827,32 @@ class SelfRetrievalModel:
                 raise QueryError("cannot assess an empty passage text")
         return pairs
 
+    def warm_cache(self, *, show_progress: bool = True) -> int:
+        """Read every passage of the corpus into the self-assessment's cache now (query
+        likelihood only), in the order of the store, until ``AssessmentConfig.cache_megabytes``
+        is full: the first queries then cost what later ones do. Returns how many were read.
+
+        Worth it for a service that keeps the model loaded; the SQuAD small slice (304 passages)
+        needs about 3.5 GB in float32, the bundled corpus (32) about 300 MB."""
+        if self.config.assessment.method != "query_likelihood":
+            return 0
+        self._maybe_refresh()
+        cache = self.assessor.context_scorer.cache
+        passages = [(p.title, p.text) for p in self.store]
+        batch = self.config.assessment.batch_size
+        chunks = range(0, len(passages), batch)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="reading passages", unit="batch")
+        read = 0
+        for start in chunks:
+            with self.lock:
+                read += self.assessor.read_passages(passages[start : start + batch])
+            if cache.bytes + cache.bytes / max(len(cache), 1) * batch > cache.max_bytes:
+                break  # the next batch would push the first ones out again
+        return read
+
     def assess(self, query: str, passages: Sequence[Passage | str | tuple[str, str]]) -> np.ndarray:
         """Relevance of each passage to ``query`` in [0, 1); passages need not be indexed.
 

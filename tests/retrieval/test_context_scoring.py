@@ -89,3 +89,21 @@ def test_manifests_from_before_query_likelihood_keep_the_refusal():
         "query_likelihood"
     )
     assert RetrievalConfig.from_dict({}).assessment.method == "query_likelihood"
+
+
+def test_warm_cache_reads_the_corpus_once(tiny_model):
+    from selfretrieval_integrations.retrieval import SelfRetrievalModel
+
+    corpus = [
+        {"id": str(i), "title": f"T{i}", "text": f"Passage number {i} about topic {i}."}
+        for i in range(5)
+    ]
+    model = SelfRetrievalModel.from_base(tiny_model, corpus)
+    assert model.warm_cache(show_progress=False) == 5
+    assert model.warm_cache(show_progress=False) == 0  # already read
+    cache = model.assessor.context_scorer.cache
+    misses = cache.misses
+    model.assess("topic 3?", [(p.title, p.text) for p in model.store])
+    assert cache.misses == misses and cache.hits >= 5
+    model.config = RetrievalConfig(assessment=AssessmentConfig(method="refusal"))
+    assert model.warm_cache(show_progress=False) == 0
