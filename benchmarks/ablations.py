@@ -74,6 +74,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]]
     ),
     "full-finetune-lr-2e-5": ({**FULL, "learning_rate": 2e-5}, {}, {}, True),  # the library default
     "full-finetune-lr-3e-4": ({**FULL, "learning_rate": 3e-4}, {}, {}, True),
+    # Query likelihood, the default self-assessment since: the default recipe (2 epochs, full
+    # fine-tuning) with and without the refusal's data, and with synthetic questions.
+    "ql-with-refusal-data": ({**FULL, "epochs": 2.0}, {}, {}, True),
+    "ql": ({**FULL, "epochs": 2.0}, {"assessment": False}, {}, True),
+    "ql-synthetic-2": (
+        {**FULL, "epochs": 2.0},
+        {"assessment": False, "synthetic_questions": 2},
+        {},
+        True,
+    ),
 }
 
 
@@ -152,7 +162,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         report = evaluate(
             model,
             data,
-            EvaluationConfig(baseline="bm25", self_reranker=False, max_questions=args.questions),
+            EvaluationConfig(baseline="bm25", max_questions=args.questions),
         )
         rows[name] = {
             "train_seconds": round(train_s, 1),

@@ -743,7 +743,7 @@ def answers(args: argparse.Namespace) -> int:
     by_doc = {p.doc_id: i for i, p in enumerate(model.store)}
     sources = {
         "hybrid": _library_hybrid(library),
-        "self-retrieval": _logprob_self_retrieval,
+        "self-retrieval": _library_self(library),
         "bm25": _by("bm25_rank", ("bm25",)),
     }
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in [*sources, "gold"]}
@@ -755,9 +755,13 @@ def answers(args: argparse.Namespace) -> int:
         passages = {name: rank(row)[0] for name, rank in sources.items() if rank(row)}
         passages["gold"] = row["relevant"][0]
         example = {"qid": row["qid"], "gold": golds}
+        predictions: dict[int, str] = {}  # sources that chose one passage share its answer
         for name, judged in passages.items():
-            p = model.store[by_id.get(judged, by_doc.get(judged, 0))]
-            prediction = model.answer(question, [(p.title, p.text)])
+            index = by_id.get(judged, by_doc.get(judged, 0))
+            if index not in predictions:
+                p = model.store[index]
+                predictions[index] = model.answer(question, [(p.title, p.text)])
+            prediction = predictions[index]
             scores[name].append(_em_f1(prediction, golds))
             example[name] = prediction
         examples.append(example)

@@ -6,8 +6,10 @@ The bundled corpus is 32 paragraphs of four SQuAD v1.1 articles (CC BY-SA 4.0, s
 
 from __future__ import annotations
 
+import copy
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from selfretrieval_integrations.corpus import (
     quickstart_dir,
 )
 from selfretrieval_integrations.index import BM25Index
+from selfretrieval_integrations.retrieval import RetrievalMode
 from selfretrieval_integrations.training import load_trainer
 
 
@@ -120,16 +123,19 @@ def run_quickstart(
 def _hits_at_1(
     model: Any, bm25: BM25Index, corpus: Any, queries: dict[str, str], qrels: dict[str, Any]
 ) -> dict[str, float]:
-    """Hits@1 of the trained model (in its configured mode) and of BM25 on every question."""
+    """Hits@1 of the trained model in both modes (its own, the default, first) and of BM25 on
+    every question."""
     qids = sorted(qrels)
     texts = [queries[q] for q in qids]
-    top = [r[0].doc_id if r else None for r in model.retrieve_batch(texts, k=1)]
+    measured = {}
+    own = model.config.mode
+    for mode in sorted(RetrievalMode, key=lambda m: m is not own):
+        moded = copy.copy(model)  # same weights, trie and lock; only the mode differs
+        moded.config = replace(model.config, mode=mode)
+        top = [r[0].doc_id if r else None for r in moded.retrieve_batch(texts, k=1)]
+        hits = sum(d in qrels[q] for q, d in zip(qids, top, strict=True))
+        measured[f"Self-Retrieval ({mode.value})"] = hits / len(qids)
     by_bm25 = bm25.search(texts, 1)[0][:, 0]
     passages = list(corpus)
-    mode = model.config.mode.value
-    return {
-        f"Self-Retrieval ({mode})": sum(d in qrels[q] for q, d in zip(qids, top, strict=True))
-        / len(qids),
-        "BM25": sum(passages[int(i)].doc_id in qrels[q] for q, i in zip(qids, by_bm25, strict=True))
-        / len(qids),
-    }
+    hits = sum(passages[int(i)].doc_id in qrels[q] for q, i in zip(qids, by_bm25, strict=True))
+    return {**measured, "BM25": hits / len(qids)}
