@@ -3,8 +3,9 @@ settings, step by step, on the same questions, plus 16 concurrent async calls.
 
 Paths (each a way of loading and configuring the same artifact):
 
-- ``today``: what a user got before (the refusal assessment over the full passage, float32
-  weights);
+- ``today``: what a user got before (the refusal assessment over the full passage, the
+  ``logprob`` fusion in ``self`` mode, the reranker weights fitted with the refusal, float32
+  weights); every path without ``ql`` judges that way;
 - ``ql``: query likelihood, the default assessment since then, whose passage caches are kept
   between queries (``AssessmentConfig.cache_megabytes``); ``ql-cold`` keeps none, so every
   candidate is read again (the cost of a passage met for the first time); ``warm`` reads the
@@ -53,7 +54,7 @@ import torch
 from selfretrieval_integrations import SelfRetrievalModel
 from selfretrieval_integrations.corpus import load_beir_qrels, load_beir_queries, quickstart_dir
 from selfretrieval_integrations.evaluation.metrics import latency
-from selfretrieval_integrations.retrieval import RetrievalMode, rerank
+from selfretrieval_integrations.retrieval import Fusion, RetrievalMode, rerank
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -121,7 +122,17 @@ def load(
         elif setting not in ("today", "int8", "hybrid", "probability", "warm", *INT8_VARIANTS):
             raise SystemExit(f"unknown setting {setting!r} in path {path!r}")
     mode = RetrievalMode.HYBRID if "hybrid" in settings else RetrievalMode.SELF
-    model.config = replace(model.config, mode=mode, assessment=assessment)
+    config = replace(model.config, mode=mode, assessment=assessment)
+    if assessment.method == "refusal":
+        # Before query likelihood: the ``logprob`` fusion, and the reranker weights fitted with
+        # the refusal's relevance on the SQuAD small slice (the defaults of that time).
+        hybrid = replace(
+            config.hybrid,
+            generation_tokens=16,
+            rerank_weights={"first_stage": 0.55, "generation": 0.25, "relevance": 0.2},
+        )
+        config = replace(config, fusion=Fusion.LOGPROB, hybrid=hybrid)
+    model.config = config
     if "warm" in settings:
         started = time.perf_counter()
         model.warm_cache()
@@ -228,7 +239,8 @@ def concurrency(model: SelfRetrievalModel, questions: list[str], k: int) -> dict
     at a time on a CPU), through a batcher that merges up to 16, and on two threads."""
     from selfretrieval_integrations.retrieval.batching import RequestBatcher
 
-    model.retrieve(questions[0], k=k)
+    for q in questions:  # warm-up: every path below then meets the same (warm) caches
+        model.retrieve(q, k=k)
     started = time.perf_counter()
     sequential = [model.retrieve(q, k=k) for q in questions]
     sequential_s = time.perf_counter() - started
