@@ -88,7 +88,9 @@ def test_naive_baseline_matches_constrained_decoder(
     for query in QUERIES:
         for k in (1, 3, 10, 14):
             expected = model.retrieve(query, k=k)
-            got = baseline.retrieve(model.renderer.encode_prompt(query), k)
+            # The model decodes `candidates` passages (at least k) and keeps the best k.
+            width = max(k, decoding.candidates)
+            got = baseline.retrieve(model.renderer.encode_prompt(query), width)[:k]
             assert [model.store[p].id for p, _, _ in got] == [r.passage_id for r in expected]
             for (_, logprob, title_logprob), result in zip(got, expected, strict=True):
                 assert logprob == pytest.approx(result.generation_logprob, abs=1e-3)

@@ -270,7 +270,7 @@ def test_quickstart_runs_end_to_end_on_the_tiny_model(tmp_path):
     bm25 = sum(passages[int(i)].doc_id in test_qrels[q] for q, i in zip(qids, top, strict=True))
     mode = SelfRetrievalModel.from_pretrained(tmp_path / "qs").config.mode.value
     assert shown["hits@1"]["BM25"] == bm25 / len(qids)
-    assert list(shown["hits@1"])[0] == f"Self-Retrieval ({mode})"  # the artifact's own first
+    assert next(iter(shown["hits@1"])) == f"Self-Retrieval ({mode})"  # the artifact's own first
     assert all(0 <= shown["hits@1"][f"Self-Retrieval ({m})"] <= 1 for m in ("self", "hybrid"))
     for row in shown["questions"]:
         assert len(row["retrieved"]) == 3 and row["relevant_bm25_rank"] >= 1
