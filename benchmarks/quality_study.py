@@ -724,7 +724,8 @@ def _em_f1(prediction: str, golds: list[str]) -> tuple[float, float]:
 
 def answers(args: argparse.Namespace) -> int:
     """EM/F1 of ``answer()`` given its hybrid top passage, Self-Retrieval's, BM25's and the gold
-    passage, on the test questions of ``features.jsonl``."""
+    passage, on the test questions of ``features.jsonl``, and how often it refused
+    (``--refuse``: ``answer(refuse=True)``, the model may refuse)."""
     from tqdm.auto import tqdm
 
     from selfretrieval_integrations.corpus import load_beir_queries, load_beir_query_metadata
@@ -747,6 +748,8 @@ def answers(args: argparse.Namespace) -> int:
         "bm25": _by("bm25_rank", ("bm25",)),
     }
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in [*sources, "gold"]}
+    refusals: dict[str, list[bool]] = {name: [] for name in scores}
+    refusal = model.renderer.template.refusal
     examples = []
     for row in tqdm(test, desc="answers"):
         question, golds = queries[row["qid"]], gold_answers.get(row["qid"], [])
@@ -754,30 +757,32 @@ def answers(args: argparse.Namespace) -> int:
             continue
         passages = {name: rank(row)[0] for name, rank in sources.items() if rank(row)}
         passages["gold"] = row["relevant"][0]
-        example = {"qid": row["qid"], "gold": golds}
+        example: dict[str, Any] = {"qid": row["qid"], "answers": golds}
         predictions: dict[int, str] = {}  # sources that chose one passage share its answer
         for name, judged in passages.items():
             index = by_id.get(judged, by_doc.get(judged, 0))
             if index not in predictions:
                 p = model.store[index]
-                predictions[index] = model.answer(question, [(p.title, p.text)])
+                predictions[index] = model.answer(question, [(p.title, p.text)], refuse=args.refuse)
             prediction = predictions[index]
             scores[name].append(_em_f1(prediction, golds))
+            refusals[name].append(prediction == refusal)
             example[name] = prediction
         examples.append(example)
     result = {
         name: {
             "exact_match": round(float(np.mean([e for e, _ in v])), 4),
             "f1": round(float(np.mean([f for _, f in v])), 4),
+            "refused": round(float(np.mean(refusals[name])), 4),
             "questions": len(v),
         }
         for name, v in scores.items()
     }
-    print(f"{'passage given to answer()':28s} EM     F1")
+    print(f"{'passage given to answer()':28s} EM     F1     refused")
     for name, m in result.items():
-        print(f"{name:28s} {m['exact_match']:.3f}  {m['f1']:.3f}")
+        print(f"{name:28s} {m['exact_match']:.3f}  {m['f1']:.3f}  {m['refused']:.3f}")
     if args.output:
-        payload = {"answers": result, "examples": examples[:10]}
+        payload = {"refuse": args.refuse, "answers": result, "examples": examples[:10]}
         args.output.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     return 0
 
@@ -792,6 +797,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["refusal"].add_argument("--questions", type=int, default=100)
     commands.choices["widen"].add_argument("--candidates", type=int, default=20)
     commands.choices["answers"].add_argument("--questions", type=int, default=200)
+    commands.choices["answers"].add_argument(
+        "--refuse",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="answer(refuse=...): whether the model may answer with the refusal",
+    )
     for name in ("report", "answers"):
         commands.choices[name].add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -205,6 +205,19 @@ def test_answer_generates_text(model):
     assert isinstance(model.answer("where is the tower?", max_new_tokens=4), str)
 
 
+def test_answer_without_refusal_never_starts_with_it(model, monkeypatch):
+    query, passage = "where is the tower?", ("Paris", "The tower stands in Paris.")
+    ids = model.renderer.encode_prompt(query) + model.renderer.assessment_context_ids(*passage)
+    with torch.inference_mode():
+        first = int(model.model(torch.tensor([ids])).logits[0, -1].argmax())
+    # make the model's own first choice the refusal's first token
+    monkeypatch.setattr(model.renderer, "refusal_ids", lambda: [first, model.renderer.eos_id])
+    text = model.answer(query, [passage], max_new_tokens=1, refuse=True)
+    assert text == model.tokenizer.decode([first], skip_special_tokens=True).strip()
+    text = model.answer(query, [passage], max_new_tokens=1)  # refuse=False by default
+    assert text != model.tokenizer.decode([first], skip_special_tokens=True).strip()
+
+
 def test_long_passage(tiny_model):
     long_text = ("word " * 20000).strip()[:100_000]
     m = SelfRetrievalModel.from_base(
