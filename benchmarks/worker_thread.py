@@ -31,6 +31,9 @@ from selfretrieval_integrations.retrieval import RetrievalMode
 
 RESULTS = Path(__file__).parent / "results"
 
+#: The OpenMP runtime's own settings, recorded with every report (they change what it measures).
+_RUNTIME_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+
 
 def _on_thread(work: Callable[[], Any]) -> Any:
     """``work()`` on a new thread, its result (or error) back on this one."""
@@ -113,10 +116,13 @@ def main() -> None:
                 for line in torch.__config__.parallel_info().splitlines()
                 if "OpenMP" in line
             ],
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "environment": {name: os.environ.get(name) for name in _RUNTIME_SETTINGS},
         },
-        "command": f"python benchmarks/worker_thread.py --artifact {args.artifact} "
-        f"--questions {args.questions} --rounds {args.rounds}",
+        "command": " ".join(
+            [f"{name}={os.environ[name]}" for name in _RUNTIME_SETTINGS if name in os.environ]
+            + [f"python benchmarks/worker_thread.py --artifact {args.artifact}"]
+            + [f"--questions {args.questions} --rounds {args.rounds} --output {args.output}"]
+        ),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
