@@ -331,6 +331,18 @@ def _two_threads(
     }
 
 
+def cpu_machine() -> dict[str, Any]:
+    """What a CPU timing depends on, for the report (``worker_thread.py`` uses it too)."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, required=True)
@@ -419,14 +431,7 @@ def main() -> None:
         "window": args.window,
         "baseline": args.baseline,
         "paths": paths,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "device": "cpu",
-        },
+        "machine": cpu_machine(),
         "command": "python benchmarks/latency.py "
         + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"

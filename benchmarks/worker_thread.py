@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from latency import cpu_machine  # benchmarks/, beside this script
 
 from selfretrieval_integrations import SelfRetrievalModel
 from selfretrieval_integrations.corpus import load_beir_qrels, load_beir_queries, quickstart_dir
@@ -106,11 +106,7 @@ def main() -> None:
         "questions": args.questions,
         "seconds": {name: [round(s, 3) for s in v] for name, v in rows.items()},
         "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
+            **cpu_machine(),
             "openmp": [
                 line.strip()
                 for line in torch.__config__.parallel_info().splitlines()
