@@ -29,8 +29,9 @@ Paths (each a way of loading and configuring the same artifact):
 Self-Retrieval runs in ``self`` mode with self-assessment (k=10) on the bundled corpus's held-out
 questions: p50/p95 per stage (decode, assessment), forward passes per query and Hits@1. The
 SelfReranker reorders BM25's top 20. Concurrency: 16 ``aretrieve`` calls at once against the same
-16 ``retrieve`` calls one after another, with the results compared. Prints a table and writes
-``benchmarks/results/latency.json``.
+16 ``retrieve`` calls one after another, with the results compared; all of them compute on the
+library's compute thread (``SELFRETRIEVAL_COMPUTE_THREAD=0``: each on its calling thread, as
+before it). Prints a table and writes ``benchmarks/results/latency.json``.
 
     python benchmarks/latency.py --artifact runs/quickstart
 """
@@ -54,7 +55,7 @@ import torch
 from selfretrieval_integrations import SelfRetrievalModel
 from selfretrieval_integrations.corpus import load_beir_qrels, load_beir_queries, quickstart_dir
 from selfretrieval_integrations.evaluation.metrics import latency
-from selfretrieval_integrations.retrieval import Fusion, RetrievalMode, rerank
+from selfretrieval_integrations.retrieval import Fusion, RetrievalMode, compute_thread, rerank
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -280,6 +281,7 @@ def concurrency(model: SelfRetrievalModel, questions: list[str], k: int) -> dict
         merged.close()
     return {
         "calls": len(questions),
+        "compute_thread": compute_thread.enabled(),
         "sequential_s": round(sequential_s, 2),
         "model_batcher": together(model.batcher()),
         "batches_of_16": batched,
@@ -301,7 +303,8 @@ def _two_threads(
     model: SelfRetrievalModel, questions: list[str], k: int, sequential: list, sequential_s: float
 ) -> dict[str, Any]:
     """The other way to use two cores: two calls at once, one torch thread each, on two views of
-    the same weights with their own locks (the tokenizer is shared: results are compared)."""
+    the same weights with their own locks (the tokenizer is shared: results are compared). Each
+    computes on its own thread: the library's compute thread is switched off for it."""
     import copy
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -312,6 +315,8 @@ def _two_threads(
         view.lock = threading.RLock()
         views.append(view)
     before = torch.get_num_threads()
+    switch = os.environ.get(compute_thread.ENV_SWITCH)
+    os.environ[compute_thread.ENV_SWITCH] = "0"
     torch.set_num_threads(1)
     try:
         started = time.perf_counter()
@@ -321,6 +326,10 @@ def _two_threads(
         seconds = time.perf_counter() - started
     finally:
         torch.set_num_threads(before)
+        if switch is None:
+            del os.environ[compute_thread.ENV_SWITCH]
+        else:
+            os.environ[compute_thread.ENV_SWITCH] = switch
     return {
         "seconds": round(seconds, 2),
         "throughput_ratio": round(sequential_s / seconds, 2),

@@ -1,13 +1,18 @@
-"""The same self-assessment calls on the main thread and on a worker thread, which is where
-``aretrieve``, ``ainvoke`` and the model's batcher compute.
+"""The same self-assessment calls made from the main thread and from a worker thread (where
+``aretrieve``, ``ainvoke`` and the model's batcher call from).
 
-torch's OpenMP runtime keeps a team of threads for each thread that computes. This measures what
-a second team costs on this machine: the same 16 ``assess`` calls (warm passage caches, ``self``
-mode candidates) on the main thread, on a second thread after the main thread has computed, and
-with loading and every call on the second thread alone. Prints a table and writes
-``benchmarks/results/worker-thread.json``.
+torch's OpenMP runtime keeps a team of threads for each thread that computes, and a second team
+slows every call on a small CPU. The library therefore computes on one compute thread whichever
+thread calls (``retrieval/compute_thread.py``); ``SELFRETRIEVAL_COMPUTE_THREAD=0`` computes on
+the calling thread instead, which is what this measured first. The same 16 ``assess`` calls
+(warm passage caches, ``self`` mode candidates) are made from the main thread, from a second
+thread after the main thread's calls, and with loading and every call on the second thread
+alone. Prints a table and writes ``benchmarks/results/worker-thread.json``.
 
     python benchmarks/worker_thread.py --artifact runs/ablations/ql-with-refusal-data
+    SELFRETRIEVAL_COMPUTE_THREAD=0 python benchmarks/worker_thread.py \
+        --artifact runs/ablations/ql-with-refusal-data \
+        --output benchmarks/results/worker-thread-caller.json
 """
 
 from __future__ import annotations
@@ -31,8 +36,14 @@ from selfretrieval_integrations.retrieval import RetrievalMode
 
 RESULTS = Path(__file__).parent / "results"
 
-#: The OpenMP runtime's own settings, recorded with every report (they change what it measures).
-_RUNTIME_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+#: The OpenMP runtime's settings and the library's compute-thread switch, recorded with every
+#: report (they change what it measures).
+_RUNTIME_SETTINGS = (
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "OMP_NUM_THREADS",
+    "SELFRETRIEVAL_COMPUTE_THREAD",
+)
 
 
 def _on_thread(work: Callable[[], Any]) -> Any:

@@ -7,8 +7,9 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from selfretrieval_integrations.index import (
 from selfretrieval_integrations.training import load_trainer
 from selfretrieval_integrations.validation import checked_int
 
+from . import compute_thread
 from .assessment import AssessmentConfig, SelfAssessor
 from .batching import RequestBatcher
 from .convex import HybridConfig, RetrievalMode, bounded_convex_scores
@@ -51,6 +53,8 @@ from .fusion import (
 )
 from .rendering import PromptTemplate, Renderer
 from .updates import delete_documents, remaining_passages
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -572,6 +576,22 @@ class SelfRetrievalModel:
         self.refresh()
         return len(self.store) - before
 
+    def _compute(self, work: Callable[[], T]) -> T:
+        """``work()`` under the lock, on the compute thread of this model's device
+        (``compute_thread``: one OpenMP team whichever thread calls).
+
+        A caller that holds the lock already (``fitting``, or a user running the model beside
+        retrieval) runs it on its own thread: the compute thread would wait for that lock
+        forever."""
+
+        def locked() -> T:
+            with self.lock:
+                return work()
+
+        if self.lock._is_owned():  # type: ignore[attr-defined]
+            return locked()
+        return compute_thread.run(locked, str(next(self.model.parameters()).device))
+
     # -- retrieval ----------------------------------------------------------------------------
 
     def retrieve(self, query: str, k: int = 10, filter: Filter = None) -> list[RetrievalResult]:
@@ -617,15 +637,18 @@ class SelfRetrievalModel:
         per_query = isinstance(filter, (list, tuple))
         if per_query and len(filter) != len(queries):
             raise QueryError(f"got {len(queries)} queries but {len(filter)} filters")
-        results: list[list[RetrievalResult]] = []
-        stats = DecodingStats()
-        with self.lock:
+        filters = cast("list[Filter]", list(filter)) if per_query else None  # type: ignore[arg-type]
+        shared = None if per_query else cast("Filter", filter)
+
+        def decode_and_rank() -> list[list[RetrievalResult]]:
+            results: list[list[RetrievalResult]] = []
+            stats = DecodingStats()
             # Masks are positions in the store: computed under the lock, against the generation
             # this call decodes with, so a refresh cannot slip in between.
-            if per_query:
-                masks = [filter_mask(self.store, f) for f in filter]
+            if filters is not None:
+                masks = [filter_mask(self.store, f) for f in filters]
             else:
-                masks = [filter_mask(self.store, filter)] * len(queries)
+                masks = [filter_mask(self.store, shared)] * len(queries)
             for start in range(0, len(queries), batch_size):
                 chunk = queries[start : start + batch_size]
                 prompts = [self.renderer.encode_prompt(q) for q in chunk]
@@ -644,7 +667,9 @@ class SelfRetrievalModel:
                 else:
                     results.extend(self._rank(q, h, k) for q, h in zip(chunk, hyps, strict=True))
             self.last_stats = stats
-        return results
+            return results
+
+        return self._compute(decode_and_rank)
 
     def _bounded_query(self, query: str) -> str:
         """The query checked and cut to ``RetrievalConfig.max_query_tokens`` (with a warning)."""
@@ -744,7 +769,8 @@ class SelfRetrievalModel:
     def dense_index(self) -> DenseIndex:
         """The ``HybridConfig.dense_model`` embeddings of this model's passages, encoded on first
         use; after the store changes only new or edited passages are encoded again."""
-        with self.lock:
+
+        def current() -> DenseIndex:
             cached = self._dense
             name = self.config.hybrid.dense_model
             if cached is None or cached[0] is not self.store or cached[1].model_name != name:
@@ -752,6 +778,8 @@ class SelfRetrievalModel:
                 index = DenseIndex(list(self.store), model=name, reuse=previous)
                 cached = self._dense = (self.store, index)
             return cached[1]
+
+        return self._compute(current)
 
     def generation_scores(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Log-probability of the first ``HybridConfig.generation_tokens`` tokens of each
@@ -761,8 +789,7 @@ class SelfRetrievalModel:
     def _generation_scores(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """``generation_scores`` of a query already checked and cut."""
         tokens = self.config.hybrid.generation_tokens
-        with self.lock:
-            logprobs = self.assessor.target_logprobs(query, pairs, tokens)
+        logprobs = self._compute(lambda: self.assessor.target_logprobs(query, pairs, tokens))
         return np.array([float(lp.sum()) for lp in logprobs], dtype=np.float64)
 
     def _rank_hybrid(
@@ -847,8 +874,8 @@ class SelfRetrievalModel:
             chunks = tqdm(chunks, desc="reading passages", unit="batch")
         read = 0
         for start in chunks:
-            with self.lock:
-                read += self.assessor.read_passages(passages[start : start + batch])
+            chunk = passages[start : start + batch]
+            read += self._compute(partial(self.assessor.read_passages, chunk))
             if cache.bytes + cache.bytes / max(len(cache), 1) * batch > cache.max_bytes:
                 break  # the next batch would push the first ones out again
         return read
@@ -861,8 +888,7 @@ class SelfRetrievalModel:
         self._maybe_refresh()
         query = self._bounded_query(query)
         pairs = self.bounded_pairs(passages, stacklevel=3)
-        with self.lock:
-            return self.assessor.relevance(query, pairs)
+        return self._compute(lambda: self.assessor.relevance(query, pairs))
 
     def exact_places(self, k: int) -> int:
         """How many leading places of ``k`` results must come out as if every candidate were
@@ -878,11 +904,10 @@ class SelfRetrievalModel:
         self._maybe_refresh()
         query = self._bounded_query(query)
         pairs = self.bounded_pairs(passages, stacklevel=3)
-        lock, judge = self.lock, self.assessor.relevance_of(query)
+        judge = self.assessor.relevance_of(query)
 
         def relevance(chosen: Sequence[int]) -> np.ndarray:
-            with lock:
-                return judge([pairs[i] for i in chosen])
+            return self._compute(lambda: judge([pairs[i] for i in chosen]))
 
         return relevance
 
@@ -932,19 +957,23 @@ class SelfRetrievalModel:
         title, text = pairs[0]
         device = next(self.model.parameters()).device
         suppressed = {} if refuse else {"begin_suppress_tokens": self.renderer.refusal_ids()[:1]}
-        with self.lock, torch.inference_mode():
-            ids = self.renderer.encode_prompt(query)
-            ids += self.renderer.assessment_context_ids(title, text)
-            out = self.model.generate(
-                **suppressed,
-                input_ids=torch.as_tensor([ids], device=device),
-                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=self.renderer.eos_id,
-                pad_token_id=self.decoder.pad_token_id,
-            )
-        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+
+        def generate() -> str:
+            with torch.inference_mode():
+                ids = self.renderer.encode_prompt(query)
+                ids += self.renderer.assessment_context_ids(title, text)
+                out = self.model.generate(
+                    **suppressed,
+                    input_ids=torch.as_tensor([ids], device=device),
+                    attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=self.renderer.eos_id,
+                    pad_token_id=self.decoder.pad_token_id,
+                )
+            return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+
+        return self._compute(generate)
 
     def info(self) -> dict[str, Any]:
         """A summary for ``selfretrieval info``."""
