@@ -141,11 +141,25 @@ def test_sixteen_concurrent_ainvoke_match_sequential_calls_on_one_model(model, m
     async def concurrent():
         return await asyncio.gather(*(retrievers[i % 4].ainvoke(q) for i, q in enumerate(QUERIES)))
 
-    assert asyncio.run(concurrent()) == sequential
-    assert probe.calls == len(QUERIES)
-    assert len(probe.threads) == 1  # the model's batcher thread ran them, off the event loop...
-    assert probe.max_active == 1  # ...one decode at a time (on a CPU it batches none)
+    results = asyncio.run(concurrent())
+    # Merged into batches: the same documents in the same order, scores equal up to the float
+    # rounding of a larger batch.
+    assert [[_without_score(d) for d in r] for r in results] == [
+        [_without_score(d) for d in r] for r in sequential
+    ]
+    for got, want in zip(results, sequential, strict=True):
+        assert [d.metadata["score"] for d in got] == pytest.approx(
+            [d.metadata["score"] for d in want], abs=1e-5
+        )
+    assert probe.calls < len(QUERIES)  # the model's batcher merged them...
+    assert len(probe.threads) == 1  # ...and the compute thread decoded, off the event loop...
+    assert probe.max_active == 1  # ...one batch at a time
     assert all(r.model is model for r in retrievers)  # one shared model, never copied
+
+
+def _without_score(document: Document) -> tuple:
+    metadata = {key: value for key, value in document.metadata.items() if key != "score"}
+    return document.id, document.page_content, metadata
 
 
 @pytest.fixture(scope="module")

@@ -140,9 +140,11 @@ def test_sixteen_concurrent_aretrieve_match_sequential_calls_on_one_model(model,
 
     results = asyncio.run(concurrent())
     assert [ids(r) for r in results] == [ids(r) for r in sequential]
-    assert [[n.score for n in r] for r in results] == [[n.score for n in r] for r in sequential]
-    assert probe.calls == len(QUERIES) and len(probe.threads) == 1  # the batcher thread
-    assert probe.max_active == 1  # the shared model decoded one call at a time
+    for got, want in zip(results, sequential, strict=True):  # up to a larger batch's rounding
+        assert [n.score for n in got] == pytest.approx([n.score for n in want], abs=1e-5)
+    assert probe.calls < len(QUERIES)  # merged by the model's batcher
+    assert len(probe.threads) == 1  # decoded on the compute thread
+    assert probe.max_active == 1  # one batch at a time
 
 
 class Recorder(BaseEventHandler):

@@ -80,6 +80,7 @@ def test_int8_model_retrieves_real_passages_and_refuses_to_be_saved(artifact, tm
     assert len(results) == 3 and {r.passage_id for r in results} <= {p.id for p in plain.store}
     relevance = quantized.assess("paris", [p.text for p in plain.store])
     assert relevance == pytest.approx(plain.assess("paris", [p.text for p in plain.store]), abs=0.1)
+    assert quantized.batcher().max_batch == 1  # int8 results would depend on the batch
     with pytest.raises(ArtifactError, match="quantize"):
         quantized.save_pretrained(tmp_path / "copy")
     with pytest.raises(ValueError, match="quantize"):
@@ -92,7 +93,7 @@ def test_concurrent_aretrieve_calls_are_batched_and_equal_sequential_calls(tiny_
     from selfretrieval_integrations.retrieval.batching import RequestBatcher
 
     model = SelfRetrievalModel.from_base(tiny_model, corpus)
-    assert model.batcher().max_batch == 1  # on a CPU, where batching measured slower
+    assert model.batcher().max_batch == 16  # merging measured 1.3-1.4x on the 2-core CPU
     model._batcher = RequestBatcher(model, max_batch=16)
     calls = [(q, 1 + i % 3, {"even": True} if i % 2 else None) for i, q in enumerate(QUERIES * 2)]
     expected = [model.retrieve(q, k=k, filter=f) for q, k, f in calls]
