@@ -236,8 +236,9 @@ def reranker(
 
 
 def concurrency(model: SelfRetrievalModel, questions: list[str], k: int) -> dict[str, Any]:
-    """The same calls one after another, then all at once through the model's batcher (one call
-    at a time on a CPU), through a batcher that merges up to 16, and on two threads."""
+    """The same calls one after another, then all at once through the model's batcher (merging
+    up to 16, one call at a time with int8), through a batcher that merges up to 16, and on two
+    threads."""
     from selfretrieval_integrations.retrieval.batching import RequestBatcher
 
     for q in questions:  # warm-up: every path below then meets the same (warm) caches
@@ -370,6 +371,12 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=16)
     parser.add_argument("--concurrency-paths", nargs="*", default=["fast"])
     parser.add_argument(
+        "--concurrency-repeats",
+        type=int,
+        default=1,
+        help="measure concurrency this many times (a list in the report when more than one)",
+    )
+    parser.add_argument(
         "--rerank-paths", nargs="*", default=None, help="paths that run the reranker (all)"
     )
     parser.add_argument("--k", type=int, default=10)
@@ -396,7 +403,11 @@ def main() -> None:
                 args.depth,
             )
         if path in args.concurrency_paths:
-            paths[path]["concurrency"] = concurrency(model, questions[: args.concurrent], args.k)
+            runs = [
+                concurrency(model, questions[: args.concurrent], args.k)
+                for _ in range(args.concurrency_repeats)
+            ]
+            paths[path]["concurrency"] = runs[0] if len(runs) == 1 else runs
         sr = paths[path]["self_retrieval"]
         print(
             f"{path}: SR p50 {sr['latency']['total']['p50_ms']:.0f} ms Hits@1 {sr['hits@1']:.3f}",
@@ -441,7 +452,12 @@ def main() -> None:
         "baseline": args.baseline,
         "paths": paths,
         "machine": cpu_machine(),
-        "command": "python benchmarks/latency.py "
+        "command": (
+            f"{compute_thread.ENV_SWITCH}={os.environ[compute_thread.ENV_SWITCH]} "
+            if compute_thread.ENV_SWITCH in os.environ
+            else ""
+        )
+        + "python benchmarks/latency.py "
         + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items()
