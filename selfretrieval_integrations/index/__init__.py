@@ -7,7 +7,7 @@ child slices the same way the trie does.
 """
 
 from .bm25 import BM25Index
-from .dense import DEFAULT_DENSE_MODEL, DenseIndex
+from .dense import DEFAULT_DENSE_MODEL, DenseIndex, dense_model_available
 from .filters import MISSING, Filter, compile_filter, filter_mask, passage_field
 from .keys import PassageKeys
 from .store import PassageStore
@@ -27,6 +27,7 @@ __all__ = [
     "PassageTrie",
     "compile_filter",
     "concat_ranges",
+    "dense_model_available",
     "filter_mask",
     "passage_field",
 ]

@@ -25,6 +25,18 @@ _WHEEL_PACKAGE = "all_minilm_l6_v2"
 _WHEEL_VERSION = "0.1.2"
 
 
+def dense_model_available(model: str = DEFAULT_DENSE_MODEL) -> bool:
+    """Whether ``model`` can be used without installing anything: sentence-transformers is there
+    and, for the offline default, so is the wheel that holds it (a hub id or folder is the
+    user's own choice, tried when used)."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return False
+    if model != DEFAULT_DENSE_MODEL:
+        return True
+    spec = importlib.util.find_spec(_WHEEL_PACKAGE)
+    return spec is not None and bool(spec.submodule_search_locations)
+
+
 def offline_minilm_folder(cache_dir: str | Path | None = None) -> Path:
     """The sentence-transformers folder of the wheel's all-MiniLM-L6-v2, unpacked on first use."""
     spec = importlib.util.find_spec(_WHEEL_PACKAGE)

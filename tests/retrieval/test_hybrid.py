@@ -161,3 +161,25 @@ def test_probability_scale_assesses_only_what_can_reach_the_first_place(tiny_mod
         assert bounded[0].score == pytest.approx(full[0].score, abs=1e-6)
         assert any(r.relevance is None for r in bounded) or len(bounded) == 1
     assert scorer_rows["first_rows"] < scorer_rows["every_rows"]
+
+
+def test_dense_score_is_not_fitted_without_the_offline_model_wheel(monkeypatch):
+    """sentence-transformers alone (a common install) must not make training's fit need the
+    all-MiniLM wheel: the fit then leaves the dense score out instead of failing."""
+    import importlib.util
+
+    from selfretrieval_integrations.index import dense_model_available
+    from selfretrieval_integrations.retrieval.fitting import dense_available
+
+    real_find_spec = importlib.util.find_spec
+    if real_find_spec("sentence_transformers") is None:
+        pytest.skip("the dense extra is not installed")
+    assert dense_available() == (real_find_spec("all_minilm_l6_v2") is not None)
+
+    def without_wheel(name, *args, **kwargs):
+        return None if name == "all_minilm_l6_v2" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_wheel)
+    assert not dense_available()
+    assert not dense_model_available("all-minilm-l6-v2")
+    assert dense_model_available("sentence-transformers/all-MiniLM-L6-v2"), "a user's own choice"
