@@ -90,7 +90,11 @@ class StageClock:
 
 
 def load(
-    artifact: Path, path: str, window: int, probability_artifact: Path | None
+    artifact: Path,
+    path: str,
+    window: int,
+    probability_artifact: Path | None,
+    dtype: str | None = None,
 ) -> SelfRetrievalModel:
     """The artifact loaded and configured as ``path`` says: ``+``-joined settings, e.g.
     ``exact-1+window-128``."""
@@ -100,7 +104,7 @@ def load(
         if probability_artifact is None:
             raise SystemExit(f"path {path!r} needs --probability-artifact")
         artifact = probability_artifact
-    model = SelfRetrievalModel.from_pretrained(artifact, quantize=quantize)
+    model = SelfRetrievalModel.from_pretrained(artifact, quantize=quantize, dtype=dtype)
     if "probability" in settings and model.config.hybrid.relevance_scale != "probability":
         raise SystemExit(f"{artifact} was not fitted with --relevance-scale probability")
     variants = [s for s in settings if s.startswith("int8-")]
@@ -263,6 +267,16 @@ def concurrency(model: SelfRetrievalModel, questions: list[str], k: int) -> dict
                 [r.passage_id for r in a] == [r.passage_id for r in b]
                 for a, b in zip(sequential, concurrent, strict=True)
             ),
+            # where they are not (bfloat16 on a GPU): how many top-k lists, and first places
+            "rankings_differing": sum(
+                [r.passage_id for r in a] != [r.passage_id for r in b]
+                for a, b in zip(sequential, concurrent, strict=True)
+            ),
+            "first_places_differing": sum(
+                a[0].passage_id != b[0].passage_id
+                for a, b in zip(sequential, concurrent, strict=True)
+                if a and b
+            ),
             "max_score_difference": float(
                 max(
                     (
@@ -342,14 +356,17 @@ def _two_threads(
 
 
 def cpu_machine() -> dict[str, Any]:
-    """What a CPU timing depends on, for the report (``worker_thread.py`` uses it too)."""
+    """What a timing depends on, for the report (``worker_thread.py`` uses it too): the CPU, and
+    the GPU where the model went to one (``from_pretrained`` picks CUDA when there is one)."""
+    gpu = torch.cuda.is_available()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": "cuda" if gpu else "cpu",
+        **({"gpu": torch.cuda.get_device_name(0)} if gpu else {}),
     }
 
 
@@ -379,6 +396,11 @@ def main() -> None:
     parser.add_argument(
         "--rerank-paths", nargs="*", default=None, help="paths that run the reranker (all)"
     )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        help="the model's dtype (default: the library's, float32 on a CPU, bfloat16 on a GPU)",
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
@@ -393,7 +415,7 @@ def main() -> None:
 
     paths: dict[str, Any] = {}
     for path in args.paths:
-        model = load(args.artifact, path, args.window, args.probability_artifact)
+        model = load(args.artifact, path, args.window, args.probability_artifact, args.dtype)
         paths[path] = {"self_retrieval": self_retrieval(model, questions, relevant, args.k)}
         if args.rerank_paths is None or path in args.rerank_paths:
             paths[path]["reranker"] = reranker(
@@ -452,6 +474,7 @@ def main() -> None:
         "baseline": args.baseline,
         "paths": paths,
         "machine": cpu_machine(),
+        "dtype": str(next(model.model.parameters()).dtype),
         "command": (
             f"{compute_thread.ENV_SWITCH}={os.environ[compute_thread.ENV_SWITCH]} "
             if compute_thread.ENV_SWITCH in os.environ

@@ -218,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_cmd.add_argument("--skip-eval", action="store_true", help="train only")
     run_cmd.add_argument("--rerank-depth", type=int, default=20)
+    run_cmd.add_argument(
+        "--baseline",
+        nargs="+",
+        default=["bm25", "dense"],
+        choices=["bm25", "dense"],
+        help="retrievers evaluated beside Self-Retrieval, each also with the SelfReranker over "
+        "its top --rerank-depth (default: both)",
+    )
     run_cmd.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -243,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         data,
         EvaluationConfig(
             split="test",
-            baseline="bm25",
+            baseline=args.baseline,
             rerank_depth=args.rerank_depth,
             max_questions=args.questions or None,
             keep_details=True,
