@@ -146,6 +146,13 @@ def evaluate(
     ] = True,
     stat_test: Annotated[str, typer.Option(help="Paired test: student or fisher.")] = "student",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,  # noqa: UP045
+    cache_megabytes: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            help="Memory for query likelihood's passage caches (default: the artifact's, "
+            "1024); enough for the whole corpus reads each passage once."
+        ),
+    ] = None,
 ) -> None:
     """Hits@k, MRR and nDCG@10 (ranx), latency and paired significance tests on a BEIR split."""
     from selfretrieval_integrations.evaluation import (
@@ -171,6 +178,7 @@ def evaluate(
             seed=seed,
             variants=variants,
             stat_test=stat_test,
+            cache_megabytes=cache_megabytes,
         )
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
         report = run_evaluation(model, data, config)

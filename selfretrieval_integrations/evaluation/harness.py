@@ -84,6 +84,11 @@ class EvaluationConfig:
     keep_details: bool = False
     """Keep every question's candidates and their scores (``report["details"]``; saved beside
     the report by ``write_report``) so that other fusions can be studied without the model."""
+    cache_megabytes: int | None = None
+    """Memory for query likelihood's passage caches while evaluating (``AssessmentConfig.
+    cache_megabytes``, set on the evaluated model); None keeps the model's. A corpus whose
+    passages all fit (the SQuAD small slice needs about 3.5 GB) reads each passage once, as a
+    service with that memory would."""
 
     def __post_init__(self) -> None:
         given = self.baseline
@@ -96,6 +101,8 @@ class EvaluationConfig:
         checked_int(self.rerank_depth, "EvaluationConfig.rerank_depth")
         if self.max_questions is not None:
             checked_int(self.max_questions, "EvaluationConfig.max_questions")
+        if self.cache_megabytes is not None:
+            checked_int(self.cache_megabytes, "EvaluationConfig.cache_megabytes", minimum=0)
         if self.stat_test not in ("student", "fisher"):
             raise ValueError(f"stat_test must be 'student' or 'fisher', got {self.stat_test!r}")
 
@@ -369,7 +376,25 @@ def evaluate(
     if not isinstance(model, SelfRetrievalModel):
         artifact_path = str(model)
         model = SelfRetrievalModel.from_pretrained(model)
-    data = Path(data)
+    if config.cache_megabytes is None:
+        return _evaluate(model, Path(data), config, artifact_path, show_progress, on_question)
+    own = model.config  # given back afterwards: the caller's model keeps its settings
+    assessment = replace(own.assessment, cache_megabytes=config.cache_megabytes)
+    model.config = replace(own, assessment=assessment)
+    try:
+        return _evaluate(model, Path(data), config, artifact_path, show_progress, on_question)
+    finally:
+        model.config = own
+
+
+def _evaluate(
+    model: SelfRetrievalModel,
+    data: Path,
+    config: EvaluationConfig,
+    artifact_path: str | None,
+    show_progress: bool,
+    on_question: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     queries, qrels = _load_questions(data, config)
     qrel_ids = {d for rel in qrels.values() for d in rel}
     systems: dict[str, Any] = {SELF_RETRIEVAL: _SelfRetrieval(model, config, qrel_ids)}

@@ -74,6 +74,7 @@ def test_config_is_validated():
         {"rerank_depth": 0},
         {"max_questions": 0},
         {"stat_test": "x"},
+        {"cache_megabytes": -1},
     ):
         with pytest.raises(ValueError):
             EvaluationConfig(**bad)
@@ -131,6 +132,16 @@ def test_report_has_every_system_and_bm25_matches_the_index(model, tmp_path):
     for qid, d in zip(qids, details, strict=True):
         got = [r.doc_id for r in hybrid.retrieve(queries[qid], k=10)]
         assert [row["id"] for row in d["hybrid"]] == got
+
+
+def test_cache_size_is_the_evaluations_and_the_model_keeps_its_own(model):
+    own = model.config
+    cache = model.assessor.context_scorer.cache
+    config = EvaluationConfig(hybrid=False, max_questions=2, variants=False, cache_megabytes=0)
+    report = evaluate(model, quickstart_dir(), config, show_progress=False)
+    assert report["config"]["assessment"]["cache_megabytes"] == 0
+    assert report["config"]["cache_megabytes"] == 0
+    assert model.config is own and cache.max_bytes == own.assessment.cache_megabytes << 20
 
 
 def test_dense_baseline_and_its_reranker(model):
