@@ -312,11 +312,13 @@ class Convex:
         self.tokens = GEN_TOKENS[-1]
         self.fitted: Any = None
 
-    def fit(self, rows: list[dict[str, Any]]) -> Convex:
+    def fit(
+        self, rows: list[dict[str, Any]], token_choices: tuple[int, ...] = GEN_TOKENS
+    ) -> Convex:
         from selfretrieval_integrations.retrieval.convex import fit_weights
 
         best = None
-        for tokens in GEN_TOKENS if "generation" in self.names else (GEN_TOKENS[-1],):
+        for tokens in token_choices if "generation" in self.names else (GEN_TOKENS[-1],):
             questions = []
             for row in rows:
                 pool = _pool(row, self.sources)
@@ -592,8 +594,9 @@ def report(args: argparse.Namespace) -> int:
         convex["self-retrieval/20-candidates"] = Convex(("beams20",), ("beam20", "relevance"))
     convex["dense+self-reranker"] = Convex(("dense",), ("dense", "generation", "relevance"))
     convex["dense+self-reranker/assessment-only-fused"] = Convex(("dense",), ("dense", "relevance"))
+    choices = tuple(sorted(set(args.generation_tokens or GEN_TOKENS)))
     for system in convex.values():
-        system.fit(validation)
+        system.fit(validation, choices)
     fixed = {
         "bm25": _by("bm25_rank", ("bm25",)),
         "dense": _by("dense_rank", ("dense",)),
@@ -607,8 +610,14 @@ def report(args: argparse.Namespace) -> int:
     from selfretrieval_integrations.retrieval import HybridConfig
     from selfretrieval_integrations.retrieval.fitting import fit_from_questions
 
-    library = fit_from_questions([_fit_question(r, dense=True) for r in validation], HybridConfig())
-    no_dense = fit_from_questions([_fit_question(r) for r in validation], HybridConfig())
+    library = fit_from_questions(
+        [_fit_question(r, dense=True) for r in validation],
+        HybridConfig(),
+        generation_tokens=choices,
+    )
+    no_dense = fit_from_questions(
+        [_fit_question(r) for r in validation], HybridConfig(), generation_tokens=choices
+    )
     fixed |= {
         "self-retrieval/library-fit": _library_self(library),
         "hybrid/library-fit": _library_hybrid(library),
@@ -805,6 +814,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("report", "answers"):
         commands.choices[name].add_argument("--output", type=Path, default=None)
+    commands.choices["report"].add_argument(
+        "--generation-tokens",
+        type=int,
+        nargs="+",
+        choices=GEN_TOKENS,
+        default=None,
+        help="trie-key tokens the generation score may use (default: the fit picks among "
+        f"{GEN_TOKENS}); fewer cost less per candidate",
+    )
     args = parser.parse_args(argv)
     run = {"features": features, "widen": widen, "refusal": refusal, "report": report}
     return {**run, "answers": answers}[args.command](args)

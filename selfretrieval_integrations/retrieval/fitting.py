@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -152,9 +152,11 @@ def fit_from_questions(
     *,
     step: float = 0.05,
     prior: HybridConfig | None = None,
+    generation_tokens: Sequence[int] = GENERATION_TOKENS,
 ) -> HybridConfig:
-    """``base`` with the weights, and the ``generation_tokens``, that rank ``questions`` best
-    (hybrid and reranker objectives summed, so both share one ``generation_tokens``); ties go to
+    """``base`` with the weights, and the ``generation_tokens`` (of those offered), that rank
+    ``questions`` best (hybrid and reranker objectives summed, so both share one
+    ``generation_tokens``; fewer tokens cost less per candidate); ties go to
     the weights closest to ``prior``'s (default: the library's unfitted ``HybridConfig()``), which
     stand unless the fit beats them by more than chance (``fit_weights``); a re-fit so starts
     from the same place as the first fit, not from its result. The
@@ -163,7 +165,13 @@ def fit_from_questions(
     with_dense = bool(questions) and all(q.dense is not None for q in questions)
     names = [n for n in HYBRID_FEATURES if with_dense or n != "dense"]
     best: dict[str, Any] = {}
-    for tokens in GENERATION_TOKENS:
+    offered = sorted(set(generation_tokens))
+    if not offered or any(t < 1 or t > max(GENERATION_TOKENS) for t in offered):
+        raise ValueError(
+            f"generation_tokens must be between 1 and {max(GENERATION_TOKENS)}, "
+            f"got {list(generation_tokens)}"
+        )
+    for tokens in offered:
         hybrid = fit_weights(
             [(q.features(tokens), q.relevant) for q in questions],
             names,

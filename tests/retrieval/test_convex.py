@@ -134,6 +134,23 @@ def test_library_fit_weights_the_dense_score_only_when_every_question_has_it():
     assert fitted.weights["dense"] == 0.0 and fitted.fitted["dense"] is False
 
 
+def test_library_fit_picks_generation_tokens_among_those_offered():
+    from selfretrieval_integrations.retrieval import fit_from_questions
+
+    rng = np.random.default_rng(2)
+    questions = [_fit_question(rng, i % 8, False) for i in range(12)]
+    for question in questions:  # the first 8 tokens find the relevant candidate, later ones hide it
+        for i, logprobs in enumerate(question.token_logprobs):
+            logprobs[:8] = 5.0 if question.relevant[i] else 0.0
+            logprobs[8:] = -10.0 if question.relevant[i] else 0.0
+    assert fit_from_questions(questions, HybridConfig(), step=0.25).generation_tokens == 8
+    only = fit_from_questions(questions, HybridConfig(), step=0.25, generation_tokens=[16])
+    assert only.generation_tokens == 16
+    for bad in ([], [0], [33]):
+        with pytest.raises(ValueError, match="generation_tokens"):
+            fit_from_questions(questions, HybridConfig(), generation_tokens=bad)
+
+
 def test_library_fit_of_self_mode_uses_the_beams_alone():
     from dataclasses import replace
 
