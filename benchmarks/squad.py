@@ -120,6 +120,9 @@ def train_artifact(data: Path, out: Path, args: argparse.Namespace) -> float:
         save_steps=25,
         validation_fraction=args.validation_fraction,
         fit_fusion=not args.no_fit_fusion,
+        fusion_generation_tokens=tuple(
+            args.generation_tokens or TrainingConfig.fusion_generation_tokens
+        ),
         mix=MixConfig(
             questions=not args.no_question_training,
             synthetic_questions=args.synthetic_questions,
@@ -205,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-fit-fusion",
         action="store_true",
         help="keep the default fusion weights (quality_study.py fits its own)",
+    )
+    run_cmd.add_argument(
+        "--generation-tokens",
+        type=int,
+        nargs="+",
+        default=None,
+        help="generation-score lengths the fusion fit chooses from (default: the trainer's, "
+        "8 16 32)",
     )
     run_cmd.add_argument(
         "--questions", type=int, default=200, help="a seeded sample of test questions (0: all)"

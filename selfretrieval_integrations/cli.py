@@ -268,6 +268,14 @@ def train(
     max_words: MaxWords = 200,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
+    generation_tokens: Annotated[
+        Optional[list[int]],  # noqa: UP045
+        typer.Option(
+            "--generation-tokens",
+            help="A generation-score length (1-32 trie-key tokens) the fusion fit may choose; "
+            "repeat for several (default: 8, 16 and 32). Fewer tokens rank faster.",
+        ),
+    ] = None,
 ) -> None:
     """Train a base model on a corpus (and optional training queries) into an artifact."""
     trainer = _require_trainer()
@@ -291,6 +299,9 @@ def train(
             lora_rank=lora_rank,
             seed=seed,
             validation_fraction=validation_fraction,
+            fusion_generation_tokens=tuple(
+                generation_tokens or trainer.TrainingConfig.fusion_generation_tokens
+            ),
         )
         model = trainer.train(
             base_model,
@@ -449,6 +460,14 @@ def fit_fusion(
             "refusal).",
         ),
     ] = None,
+    generation_tokens: Annotated[
+        Optional[list[int]],  # noqa: UP045
+        typer.Option(
+            "--generation-tokens",
+            help="A generation-score length (1-32 trie-key tokens) the fusion fit may choose; "
+            "repeat for several (default: 8, 16 and 32). Fewer tokens rank faster.",
+        ),
+    ] = None,
 ) -> None:
     """Fit the hybrid's and the SelfReranker's fusion weights on held-out questions."""
     from selfretrieval_integrations.retrieval import (
@@ -456,7 +475,15 @@ def fit_fusion(
         fit_hybrid,
         save_retrieval_config,
     )
+    from selfretrieval_integrations.retrieval.fitting import (
+        GENERATION_TOKENS,
+        checked_generation_tokens,
+    )
 
+    try:
+        offered = checked_generation_tokens(generation_tokens or GENERATION_TOKENS)
+    except ValueError as error:
+        _fail(error)
     try:
         model = SelfRetrievalModel.from_pretrained(artifact, device=device)
         if assessment is not None:
@@ -474,7 +501,9 @@ def fit_fusion(
         qrels = load_beir_qrels(data, split)
         if held_out:
             qrels = _held_out_questions(artifact, qrels)
-        hybrid = fit_hybrid(model, load_beir_queries(data), qrels, dense=dense)
+        hybrid = fit_hybrid(
+            model, load_beir_queries(data), qrels, dense=dense, generation_tokens=offered
+        )
         save_retrieval_config(artifact, replace(model.config, hybrid=hybrid))
     except SelfRetrievalError as error:
         _fail(error)

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from selfretrieval_integrations.errors import SelfRetrievalError
+from selfretrieval_integrations.retrieval.fitting import (
+    GENERATION_TOKENS,
+    checked_generation_tokens,
+)
 
 from .data import MixConfig
 
@@ -59,8 +63,18 @@ class TrainingConfig:
     SelfReranker's fusion weights are fitted on them after training (0: keep the defaults)."""
     fit_fusion: bool = True
     """Fit the fusion weights on the held-out questions (needs ``validation_fraction > 0``)."""
+    fusion_generation_tokens: tuple[int, ...] = GENERATION_TOKENS
+    """The generation-score lengths the fusion fit chooses from (``HybridConfig.generation_tokens``:
+    fewer tokens score each candidate faster, see benchmarks/RESULTS.md)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "fusion_generation_tokens",
+            checked_generation_tokens(
+                self.fusion_generation_tokens, "TrainingConfig.fusion_generation_tokens"
+            ),
+        )
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(
                 "TrainingConfig.validation_fraction must be in [0, 1), got "
@@ -95,5 +109,6 @@ class TrainingConfig:
         data = asdict(self)
         data["mix"] = self.mix.to_dict()
         data["lora_target_modules"] = list(self.lora_target_modules)
+        data["fusion_generation_tokens"] = list(self.fusion_generation_tokens)
         data["learning_rate"] = self.lr
         return data

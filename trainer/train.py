@@ -34,6 +34,7 @@ from selfretrieval_integrations.retrieval import (
     fit_hybrid,
     save_retrieval_config,
 )
+from selfretrieval_integrations.retrieval.fitting import GENERATION_TOKENS
 
 from .collation import ExampleDataset, PackingCollator, packing_supported
 from .config import TrainingConfig, TrainingError
@@ -306,7 +307,13 @@ def train(
         history=[],
     )
     if held_out and queries and config.fit_fusion and _is_main_process():
-        fit_fusion_weights(trained, queries, held_out, show_progress=show_progress)
+        fit_fusion_weights(
+            trained,
+            queries,
+            held_out,
+            show_progress=show_progress,
+            generation_tokens=config.fusion_generation_tokens,
+        )
     return trained
 
 
@@ -316,10 +323,14 @@ def fit_fusion_weights(
     qrels: Mapping[str, Mapping[str, int]],
     *,
     show_progress: bool = True,
+    generation_tokens: Sequence[int] = GENERATION_TOKENS,
 ) -> SelfRetrievalModel:
-    """Fit the hybrid's and the SelfReranker's weights on held-out questions, and save them as
-    a new generation of the model's artifact (the model switches to it)."""
-    hybrid = fit_hybrid(model, queries, qrels, show_progress=show_progress)
+    """Fit the hybrid's and the SelfReranker's weights (and the generation score's length, of
+    ``generation_tokens``) on held-out questions, and save them as a new generation of the
+    model's artifact (the model switches to it)."""
+    hybrid = fit_hybrid(
+        model, queries, qrels, show_progress=show_progress, generation_tokens=generation_tokens
+    )
     config = replace(model.config, hybrid=hybrid)
     if model.artifact_path is not None:
         save_retrieval_config(model.artifact_path, config)

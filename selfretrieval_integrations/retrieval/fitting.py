@@ -36,8 +36,23 @@ from .convex import (
 )
 from .fusion import Fusion
 
-#: The ``generation_tokens`` the fit chooses from.
+#: The ``generation_tokens`` the fit chooses from by default.
 GENERATION_TOKENS = (8, 16, 32)
+
+
+def checked_generation_tokens(
+    generation_tokens: Sequence[int], name: str = "generation_tokens"
+) -> tuple[int, ...]:
+    """The generation-token choices offered to the fit, sorted; a ValueError names the bad
+    ones (checked before training starts, so a typo does not cost the whole run)."""
+    offered = tuple(sorted(set(generation_tokens)))
+    if not offered or any(
+        not isinstance(t, int) or t < 1 or t > max(GENERATION_TOKENS) for t in offered
+    ):
+        raise ValueError(
+            f"{name} must be between 1 and {max(GENERATION_TOKENS)}, got {list(generation_tokens)}"
+        )
+    return offered
 
 
 @dataclass(frozen=True)
@@ -78,9 +93,16 @@ class FitQuestion:
 
 
 def fit_question(
-    model: Any, query: str, relevant_ids: set[str], depth: int, *, dense: bool = False
+    model: Any,
+    query: str,
+    relevant_ids: set[str],
+    depth: int,
+    *,
+    dense: bool = False,
+    tokens: int = max(GENERATION_TOKENS),
 ) -> FitQuestion:
-    """Run one held-out question: its candidates and every score the fit needs."""
+    """Run one held-out question: its candidates and every score the fit needs (the
+    generation score's first ``tokens`` token log-probabilities)."""
     by_generation = copy.copy(model)
     by_generation.config = replace(model.config, fusion=Fusion.GENERATION, mode=RetrievalMode.SELF)
     decoded = by_generation.retrieve(query, k=10)
@@ -93,7 +115,7 @@ def fit_question(
     passages = [model.store[i] for i in union]
     pairs = [(p.title, p.text) for p in passages]
     with model.lock:
-        token_logprobs = model.assessor.target_logprobs(query, pairs, max(GENERATION_TOKENS))
+        token_logprobs = model.assessor.target_logprobs(query, pairs, tokens)
     return FitQuestion(
         relevant=np.array([p.id in relevant_ids or p.doc_id in relevant_ids for p in passages]),
         in_bm25=np.array([i in in_bm25 for i in union]),
@@ -113,14 +135,19 @@ def fit_hybrid(
     step: float = 0.05,
     show_progress: bool = True,
     dense: bool | None = None,
+    generation_tokens: Sequence[int] = GENERATION_TOKENS,
 ) -> HybridConfig:
     """The model's ``HybridConfig`` with weights fitted on ``queries`` (judged by ``qrels``).
+
+    ``generation_tokens``: the choices the fit picks the generation score's length from; the
+    fit reads only as many tokens as the longest choice, so fewer tokens also fit faster.
 
     ``dense``: also fit a weight for the dense score (None: when the ``dense`` extra and, for
     the default dense model, its wheel are installed). The fit may still give it weight 0; a
     positive weight makes the artifact need the extra at query time. (sentence-transformers
     alone, without that wheel, once made training fail at its last step.)
     """
+    offered = checked_generation_tokens(generation_tokens)
     if dense is None:
         dense = dense_model_available(model.config.hybrid.dense_model)
     qids = [q for q in sorted(qrels) if q in queries and any(v > 0 for v in qrels[q].values())]
@@ -134,11 +161,16 @@ def fit_hybrid(
         iterator = tqdm(qids, desc="fitting fusion", unit="question")
     questions = [
         fit_question(
-            model, queries[q], {d for d, v in qrels[q].items() if v > 0}, depth, dense=dense
+            model,
+            queries[q],
+            {d for d, v in qrels[q].items() if v > 0},
+            depth,
+            dense=dense,
+            tokens=max(offered),
         )
         for q in iterator
     ]
-    return fit_from_questions(questions, model.config.hybrid, step=step)
+    return fit_from_questions(questions, model.config.hybrid, step=step, generation_tokens=offered)
 
 
 def fit_from_questions(
@@ -160,12 +192,7 @@ def fit_from_questions(
     with_dense = bool(questions) and all(q.dense is not None for q in questions)
     names = [n for n in HYBRID_FEATURES if with_dense or n != "dense"]
     best: dict[str, Any] = {}
-    offered = sorted(set(generation_tokens))
-    if not offered or any(t < 1 or t > max(GENERATION_TOKENS) for t in offered):
-        raise ValueError(
-            f"generation_tokens must be between 1 and {max(GENERATION_TOKENS)}, "
-            f"got {list(generation_tokens)}"
-        )
+    offered = checked_generation_tokens(generation_tokens)
     for tokens in offered:
         hybrid = fit_weights(
             [(q.features(tokens), q.relevant) for q in questions],

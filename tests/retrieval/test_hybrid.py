@@ -95,18 +95,24 @@ def test_dense_index_encodes_only_new_passages_after_an_update(tiny_model, corpu
     assert second.embeddings == pytest.approx(fresh, abs=1e-5)
 
 
-def test_target_logprobs_match_a_plain_forward_pass(tiny_model):
+@pytest.mark.parametrize("max_tokens", [2, 12])
+def test_target_logprobs_match_a_plain_forward_pass(tiny_model, max_tokens):
+    """Passages of one article share their title segment, fed once: the log-probabilities are
+    those of a plain forward pass, with a shared head longer (12) or shorter (2) than the
+    score."""
     from selfretrieval_integrations.retrieval import PromptTemplate, Renderer, SelfAssessor
 
     model, tokenizer = tiny_model
     renderer = Renderer(tokenizer, PromptTemplate())
     assessor = SelfAssessor(model, renderer)
     query = "where is the tower?"
-    passages = [("Paris", "The tower is in Paris, " * n) for n in (1, 7, 3)] + [("", "Short.")]
-    got = assessor.target_logprobs(query, passages, 12)
+    passages = [("Paris", "The tower is in Paris, " * n) for n in (1, 7, 3)]
+    passages += [("", "Short."), ("Rome", "The Colosseum."), ("", "Also short.")]
+    got = assessor.target_logprobs(query, passages, max_tokens)
     prompt = renderer.encode_prompt(query)
     for pair, logprobs in zip(passages, got, strict=True):
-        target = list(renderer.encode_target(*pair).ids[:12])
+        target = list(renderer.encode_target(*pair).ids[:max_tokens])
+        assert len(logprobs) == len(target)
         with torch.inference_mode():
             logits = model(input_ids=torch.as_tensor([prompt + target])).logits[0]
         at = torch.arange(len(target)) + len(prompt) - 1
@@ -186,3 +192,26 @@ def test_dense_score_is_not_fitted_without_the_offline_model_wheel(tiny_model, c
     qrels = {"q0": {"d0": 1}, "q1": {"d4": 1}}
     fitted = fit_hybrid(model, queries, qrels, step=0.5, show_progress=False)
     assert fitted.fitted["dense"] is False and fitted.weights["dense"] == 0.0
+
+
+def test_fit_reads_only_the_longest_offered_generation_length(tiny_model, corpus, monkeypatch):
+    """Offering shorter generation scores makes the fit itself cheaper, not only retrieval."""
+    from selfretrieval_integrations.retrieval.fitting import fit_hybrid
+
+    model = hybrid_model(tiny_model, corpus)
+    asked = []
+    real = model.assessor.target_logprobs
+
+    def counting(query, pairs, tokens):
+        asked.append(tokens)
+        return real(query, pairs, tokens)
+
+    monkeypatch.setattr(model.assessor, "target_logprobs", counting)
+    queries = {"q0": "Where is the Eiffel Tower?", "q1": "Which mountain is the highest?"}
+    qrels = {"q0": {"d0": 1}, "q1": {"d4": 1}}
+    fitted = fit_hybrid(
+        model, queries, qrels, step=0.5, show_progress=False, dense=False, generation_tokens=[8, 4]
+    )
+    assert set(asked) == {8} and fitted.generation_tokens in (4, 8)
+    with pytest.raises(ValueError, match="generation_tokens"):
+        fit_hybrid(model, queries, qrels, show_progress=False, generation_tokens=[64])

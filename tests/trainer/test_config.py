@@ -30,3 +30,13 @@ def test_defaults_are_the_measured_recipe_and_the_fold_is_checked():
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="validation_fraction"):
             TrainingConfig(validation_fraction=bad)
+
+
+def test_fusion_generation_tokens_are_checked_before_training():
+    assert TrainingConfig().fusion_generation_tokens == (8, 16, 32)
+    config = TrainingConfig(fusion_generation_tokens=(32, 16, 16))
+    assert config.fusion_generation_tokens == (16, 32)
+    assert config.to_dict()["fusion_generation_tokens"] == [16, 32]
+    for bad in ((), (0,), (33,), (16.0,)):
+        with pytest.raises(ValueError, match=r"TrainingConfig\.fusion_generation_tokens"):
+            TrainingConfig(fusion_generation_tokens=bad)

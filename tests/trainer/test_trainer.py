@@ -295,11 +295,17 @@ def test_cli_train_fits_fusion_on_held_out_questions_and_search_modes(tmp_path):
     runner = CliRunner()
     folder = str(quickstart_dir())
     args = ["train", "--corpus", folder, "--qrels", folder, "--out", str(out)]
-    result = runner.invoke(app, [*args, "--base-model", "tiny", "--epochs", "0.2", "--lora"])
+    tiny = [*args, "--base-model", "tiny", "--epochs", "0.2", "--lora"]
+    result = runner.invoke(app, [*tiny, "--generation-tokens", "40"])
+    assert result.exit_code == 2 and "fusion_generation_tokens" in result.output
+    assert not out.exists(), "a bad choice fails before training"
+    result = runner.invoke(app, [*tiny, "--generation-tokens", "16"])
     assert result.exit_code == 0, result.output
     manifest = read_manifest(out)
     assert manifest["weights"] == "lora"
+    assert manifest["training"]["config"]["fusion_generation_tokens"] == [16]
     hybrid = manifest["retrieval_config"]["hybrid"]
+    assert hybrid["generation_tokens"] == 16, "the only length offered to the fit"
     held_out = int(len(load_beir_qrels(folder, "train")) * 0.2)
     assert hybrid["fitted"]["questions"] == held_out
     assert manifest["history"][-1]["operation"] == "fit-fusion"
@@ -324,5 +330,10 @@ def test_cli_train_fits_fusion_on_held_out_questions_and_search_modes(tmp_path):
     assert read_manifest(out)["retrieval_config"]["assessment"]["method"] == "refusal"
     result = runner.invoke(app, [*refit, "--assessment", "yes-no"])
     assert result.exit_code == 2 and "method" in result.output
+    result = runner.invoke(app, [*refit, "--generation-tokens", "8"])
+    assert result.exit_code == 0 and "8 generation tokens" in result.output, result.output
+    assert read_manifest(out)["retrieval_config"]["hybrid"]["generation_tokens"] == 8
+    result = runner.invoke(app, [*refit, "--generation-tokens", "0"])
+    assert result.exit_code == 2 and "generation_tokens" in result.output
     bad = runner.invoke(app, ["search", str(out), "apollo", "--mode", "vector"])
     assert bad.exit_code == 2
