@@ -185,13 +185,8 @@ class SelfAssessor:
         if not passages:
             return []
         renderer = self.renderer
-        targets = renderer.encode_targets(passages)
-        # Passages of one article share their title segment: it is fed once for all of them.
-        return self.scorer.shared_head_logprobs(
-            renderer.encode_prompt(query),
-            [t.ids[:max_tokens] for t in targets],
-            [min(t.title_length, max_tokens) for t in targets],
-        )
+        rows = [([], list(t.ids[:max_tokens])) for t in renderer.encode_targets(passages)]
+        return self.scorer.token_logprobs(renderer.encode_prompt(query), rows)
 
     def relevance(self, query: str, passages: Sequence[tuple[str, str]]) -> np.ndarray:
         """Relevance in [0, 1]: the query tokens' geometric mean probability after the passage,

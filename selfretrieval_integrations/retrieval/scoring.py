@@ -4,9 +4,7 @@ Self-assessment (the refusal after a passage), the generation score of a passage
 did not reach (its trie key after the query) and query likelihood all ask the same question:
 how likely are these target tokens after this prefix and this context? The prefix (the query's
 prompt) is encoded once and its key/value cache shared by every row of a batch; rows are padded on
-the left so every target ends its row, and only the target positions get logits. Targets that
-begin alike (the trie keys of one article's passages share its title segment) can feed that head
-once and score only what follows it.
+the left so every target ends its row, and only the target positions get logits.
 """
 
 from __future__ import annotations
@@ -90,76 +88,6 @@ class ContinuationScorer:
         self.forward_passes += 1
         self.tokens_fed += len(cached)
         return EncodedPrefix(cache, len(cached), carried)
-
-    def extend(
-        self, prefix: EncodedPrefix, tokens: Sequence[int]
-    ) -> tuple[EncodedPrefix, np.ndarray]:
-        """``prefix`` followed by ``tokens`` (encoded on a copy of its cache), and the
-        log-probability of each of ``tokens`` after ``prefix``. Needs a prefix started with
-        ``carry_last=True``; the result carries ``tokens``' last one the same way."""
-        tokens = list(tokens)
-        if not tokens:
-            raise ValueError("extend needs at least one token")
-        if not prefix.carried:
-            raise ValueError("extend needs a prefix started with carry_last=True")
-        device = self.device
-        fed = [*prefix.carried, *tokens[:-1]]
-        cache = copy.deepcopy(prefix.cache)
-        with torch.inference_mode():
-            logits = self.model(
-                input_ids=torch.as_tensor([fed], dtype=torch.long, device=device),
-                attention_mask=torch.ones(
-                    (1, prefix.length + len(fed)), dtype=torch.long, device=device
-                ),
-                position_ids=torch.arange(prefix.length, prefix.length + len(fed), device=device)[
-                    None
-                ],
-                **{self._cache_kwarg: cache},
-                use_cache=True,
-                **self._keep(len(tokens)),
-            ).logits[:, -len(tokens) :]
-            logp = torch.log_softmax(logits.float(), dim=-1)[0]
-            picked = logp.gather(-1, torch.as_tensor(tokens, device=device)[:, None])[:, 0]
-        self.forward_passes += 1
-        self.tokens_fed += len(fed)
-        extended = EncodedPrefix(cache, prefix.length + len(fed), tokens[-1:])
-        return extended, picked.double().cpu().numpy()
-
-    def shared_head_logprobs(
-        self, prefix: Sequence[int], targets: Sequence[Sequence[int]], heads: Sequence[int]
-    ) -> list[np.ndarray]:
-        """``token_logprobs`` of ``targets`` (rows without context) after ``prefix``, where
-        ``targets[i][:heads[i]]`` is a head several targets may share (the passages of one
-        article share their title segment). A shared head is fed once, on a copy of the
-        prefix's cache, and only its targets' remainders after it: the same log-probabilities
-        from fewer tokens."""
-        if len(heads) != len(targets):
-            raise ValueError("one head length per target")
-        if any(not target for target in targets):
-            raise ValueError("every row needs at least one target token")
-        if not targets:
-            return []
-        start = self.start(prefix, carry_last=True)
-        by_head: dict[tuple[int, ...], list[int]] = {}
-        for i, (target, head) in enumerate(zip(targets, heads, strict=True)):
-            by_head.setdefault(tuple(target[: max(0, head)]), []).append(i)
-        shared = {head: members for head, members in by_head.items() if head and len(members) > 1}
-        alone = [i for head, members in by_head.items() if head not in shared for i in members]
-        out: dict[int, np.ndarray] = {}
-        if alone:
-            scored = self.continue_rows(start, [([], targets[i]) for i in alone])
-            out |= dict(zip(alone, scored, strict=True))
-        for head, members in shared.items():
-            extended, head_logprobs = self.extend(start, head)
-            rest = [i for i in members if len(targets[i]) > len(head)]
-            remainders = [([], targets[i][len(head) :]) for i in rest]
-            out |= {i: head_logprobs for i in members}
-            if rest:
-                after = self.continue_rows(extended, remainders)
-                out |= {
-                    i: np.concatenate([head_logprobs, r]) for i, r in zip(rest, after, strict=True)
-                }
-        return [out[i] for i in range(len(targets))]
 
     def continue_rows(
         self, prefix: EncodedPrefix, rows: Sequence[tuple[Sequence[int], Sequence[int]]]

@@ -122,31 +122,6 @@ def test_target_logprobs_match_a_plain_forward_pass(tiny_model, max_tokens):
         assert logprobs == pytest.approx(expected.numpy(), abs=1e-4)
 
 
-def test_a_shared_title_is_fed_once(tiny_model):
-    from selfretrieval_integrations.retrieval import PromptTemplate, Renderer, SelfAssessor
-
-    model, tokenizer = tiny_model
-    renderer = Renderer(tokenizer, PromptTemplate())
-    assessor = SelfAssessor(model, renderer)
-    passages = [("Paris", f"The tower is {n} metres tall.") for n in range(8)]
-    targets = [list(t.ids[:16]) for t in renderer.encode_targets(passages)]
-    title = renderer.encode_targets(passages)[0].title_length
-    prompt = renderer.encode_prompt("how tall is the tower?")
-    scorer = assessor.scorer
-    fed = scorer.tokens_fed
-    plain = scorer.token_logprobs(prompt, [([], t) for t in targets])
-    plain_fed, fed = scorer.tokens_fed - fed, scorer.tokens_fed
-    shared = scorer.shared_head_logprobs(prompt, targets, [title] * len(targets))
-    shared_fed = scorer.tokens_fed - fed
-    for a, b in zip(plain, shared, strict=True):
-        assert a == pytest.approx(b, abs=1e-4)
-    assert plain_fed - shared_fed >= (len(targets) - 1) * (title - 1)
-    with pytest.raises(ValueError, match="one head length per target"):
-        scorer.shared_head_logprobs(prompt, targets, [title])
-    with pytest.raises(ValueError, match="at least one target token"):
-        scorer.shared_head_logprobs(prompt, [[]], [0])
-
-
 def test_manifest_keeps_the_mode(tiny_model, corpus, tmp_path):
     model = hybrid_model(tiny_model, corpus, weights={"bm25": 0.7, "generation": 0.3})
     model.save_pretrained(tmp_path / "a")
