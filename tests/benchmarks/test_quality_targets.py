@@ -13,7 +13,11 @@ def _report(hits1: dict[str, float], mrr5: dict[str, float], p: float, evaluate_
     return {
         "systems": systems,
         "significance": tests,
-        "config": {"train_seconds": 100.0, "evaluate_seconds": evaluate_s},
+        "config": {
+            "train_seconds": 100.0,
+            "train_seconds_from": "this run: loading, training, saving and the fusion fit",
+            "evaluate_seconds": evaluate_s,
+        },
     }
 
 
@@ -58,6 +62,8 @@ def test_misses_and_missing_systems_are_reported_not_passed():
 def test_whole_run_time_takes_the_training_log_over_the_trainers_own_time(tmp_path):
     report = _report(QUESTION, {}, 0.01, 1000.0)
     assert targets.time_target(report, None)["value"] == 1100.0
+    report["config"]["train_seconds_from"] = "the artifact's manifest: the trainer alone"
+    assert targets.time_target(report, None)["met"] is None, "the fit is not in that time"
     log = tmp_path / "train.log"
     log.write_text("step 1\ntrained in 6300 s: runs/x/model\n")
     row = targets.time_target(report, log)
