@@ -38,6 +38,14 @@ BUNDLED_CORPUS = quickstart_dir()
 
 #: The option the commands that read a corpus share.
 MaxWords = Annotated[int, typer.Option(help="Passage length limit in words.")]
+GenerationTokens = Annotated[
+    Optional[list[int]],  # noqa: UP045
+    typer.Option(
+        "--generation-tokens",
+        help="A generation-score length (1-32 trie-key tokens) the fusion fit may choose; "
+        "repeat for several (default: 8, 16 and 32). Fewer tokens rank faster.",
+    ),
+]
 
 
 def _fail(error: Exception | str) -> NoReturn:
@@ -268,14 +276,7 @@ def train(
     max_words: MaxWords = 200,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda ...")] = None,  # noqa: UP045
-    generation_tokens: Annotated[
-        Optional[list[int]],  # noqa: UP045
-        typer.Option(
-            "--generation-tokens",
-            help="A generation-score length (1-32 trie-key tokens) the fusion fit may choose; "
-            "repeat for several (default: 8, 16 and 32). Fewer tokens rank faster.",
-        ),
-    ] = None,
+    generation_tokens: GenerationTokens = None,
 ) -> None:
     """Train a base model on a corpus (and optional training queries) into an artifact."""
     trainer = _require_trainer()
@@ -460,14 +461,7 @@ def fit_fusion(
             "refusal).",
         ),
     ] = None,
-    generation_tokens: Annotated[
-        Optional[list[int]],  # noqa: UP045
-        typer.Option(
-            "--generation-tokens",
-            help="A generation-score length (1-32 trie-key tokens) the fusion fit may choose; "
-            "repeat for several (default: 8, 16 and 32). Fewer tokens rank faster.",
-        ),
-    ] = None,
+    generation_tokens: GenerationTokens = None,
 ) -> None:
     """Fit the hybrid's and the SelfReranker's fusion weights on held-out questions."""
     from selfretrieval_integrations.retrieval import (
