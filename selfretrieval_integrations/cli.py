@@ -38,6 +38,7 @@ BUNDLED_CORPUS = quickstart_dir()
 
 #: The option the commands that read a corpus share.
 MaxWords = Annotated[int, typer.Option(help="Passage length limit in words.")]
+#: The option the commands that fit the fusion weights share.
 GenerationTokens = Annotated[
     Optional[list[int]],  # noqa: UP045
     typer.Option(
