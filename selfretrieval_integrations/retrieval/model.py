@@ -810,7 +810,11 @@ class SelfRetrievalModel:
             return []
         passages = [self.store[i] for i in union]
         pairs = [(p.title, p.text) for p in passages]
-        features = {"bm25": bm25[union], "generation": self._generation_scores(query, pairs)}
+        features = {"bm25": bm25[union]}
+        # Scores with weight 0 change no rank, so they are not computed: the generation score
+        # is most of a hybrid query's cost, and a fit may give it no weight.
+        if hybrid.weights["generation"] > 0:
+            features["generation"] = self._generation_scores(query, pairs)
         if hybrid.weights["dense"] > 0:
             features["dense"] = self.dense_index().scores([query])[0][union]
         judge = self.assessor.relevance_of(query)
@@ -827,7 +831,9 @@ class SelfRetrievalModel:
                 passages[i],
                 rank,
                 scores[i],
-                generation_logprob=float(features["generation"][i]),
+                generation_logprob=(
+                    float(features["generation"][i]) if "generation" in features else None
+                ),
                 relevance=judged(relevance, i),
                 bm25_score=float(features["bm25"][i]),
                 dense_score=float(features["dense"][i]) if "dense" in features else None,

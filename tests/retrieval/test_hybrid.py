@@ -122,6 +122,24 @@ def test_target_logprobs_match_a_plain_forward_pass(tiny_model, max_tokens):
         assert logprobs == pytest.approx(expected.numpy(), abs=1e-4)
 
 
+def test_a_generation_score_without_weight_is_not_computed(tiny_model, corpus, monkeypatch):
+    weights = {"bm25": 0.5, "generation": 0.0, "relevance": 0.5}
+    model = hybrid_model(tiny_model, corpus, weights=weights)
+    with_scores = hybrid_model(tiny_model, corpus, weights=weights | {"generation": 1e-12})
+    expected = with_scores.retrieve("Where is the Eiffel Tower?", k=4)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a score with weight 0 was computed")
+
+    monkeypatch.setattr(model.assessor, "target_logprobs", never)
+    got = model.retrieve("Where is the Eiffel Tower?", k=4)
+    assert [r.passage_id for r in got] == [r.passage_id for r in expected]
+    assert all(r.generation_logprob is None for r in got)
+    assert all(
+        r.score == pytest.approx(e.score, abs=1e-6) for r, e in zip(got, expected, strict=True)
+    )
+
+
 def test_manifest_keeps_the_mode(tiny_model, corpus, tmp_path):
     model = hybrid_model(tiny_model, corpus, weights={"bm25": 0.7, "generation": 0.3})
     model.save_pretrained(tmp_path / "a")
