@@ -331,16 +331,22 @@ class _Baseline:
         started = time.perf_counter()
         relevance = self.model.assess(question, pool)
         assess_s = time.perf_counter() - started
-        started = time.perf_counter()
-        generation = self.model.generation_scores(question, [(p.title, p.text) for p in pool])
-        generation_s = time.perf_counter() - started
         weights = self.config.rerank.weights or self.model.config.hybrid.rerank_weights
+        # The reranker skips a generation score of weight 0, so its time counts only when
+        # weighted; the score is still computed for the kept details.
+        weighted = weights.get("generation", 0.0) > 0
+        generation = None
+        generation_s = 0.0
+        if weighted or self.config.keep_details:
+            started = time.perf_counter()
+            generation = self.model.generation_scores(question, [(p.title, p.text) for p in pool])
+            generation_s = time.perf_counter() - started if weighted else 0.0
         for method, name in self.names.items():
             started = time.perf_counter()
             if method is RerankMethod.CONVEX:
                 order = rerank_convex(
                     first,
-                    generation,
+                    generation if weighted else None,
                     relevance,
                     weights,
                     places=self.model.exact_places(len(pool)),
@@ -355,7 +361,7 @@ class _Baseline:
                 : self.config.k
             ]
             self.runs[name].seconds.append(first_s + rerank_s)
-        return {"relevance": relevance, "generation": generation}
+        return {"relevance": relevance} | ({} if generation is None else {"generation": generation})
 
 
 def evaluate(

@@ -116,9 +116,14 @@ def rerank(
     config = config or RerankConfig()
     if config.method is not RerankMethod.CONVEX:
         return rerank_by_relevance(model.assess(query, passages), config)[:top_n]
-    generation = model.generation_scores(query, model.bounded_pairs(passages))
-    first_stage = _first_stage(scores, len(passages))
     weights = config.weights or model.config.hybrid.rerank_weights
+    # A score with weight 0 changes no rank: not computed (as in the hybrid).
+    generation = (
+        model.generation_scores(query, model.bounded_pairs(passages))
+        if weights.get("generation", 0.0) > 0
+        else None
+    )
+    first_stage = _first_stage(scores, len(passages))
     places = model.exact_places(min(top_n or len(passages), len(passages)))
     order = rerank_convex(
         first_stage,
@@ -143,7 +148,7 @@ def _first_stage(scores: Sequence[float | None] | None, n: int) -> np.ndarray:
 
 def rerank_convex(
     first_stage: np.ndarray,
-    generation: np.ndarray,
+    generation: np.ndarray | None,
     relevance: np.ndarray | Callable[[list[int]], np.ndarray],
     weights: Mapping[str, float],
     *,
@@ -152,14 +157,17 @@ def rerank_convex(
 ) -> list[Reranked]:
     """The ``convex`` order of passages (best first by the first stage); ties keep that order.
 
-    ``relevance``: every passage's, or a function from positions to theirs, which is then asked
-    only for the passages that can reach the first ``places`` (default: all places) when
-    relevance is on the probability scale (``as_is``; ``convex.bounded_convex_scores``). A
-    passage that was not assessed has relevance None and scores its bound.
+    ``generation``: None when its weight is 0 (not computed). ``relevance``: every passage's, or a
+    function from positions to theirs, which is then asked only for the passages that can reach the
+    first ``places`` (default: all places) when relevance is on the probability scale (``as_is``;
+    ``convex.bounded_convex_scores``). A passage that was not assessed has relevance None and scores
+    its bound.
     """
     first_stage = np.asarray(first_stage, dtype=np.float64)
     assess = relevance if callable(relevance) else _lookup(np.asarray(relevance, dtype=np.float64))
-    features = {"first_stage": first_stage, "generation": np.asarray(generation, dtype=float)}
+    features = {"first_stage": first_stage}
+    if generation is not None:
+        features["generation"] = np.asarray(generation, dtype=np.float64)
     scores, known = bounded_convex_scores(
         features, weights, assess, places or len(first_stage), as_is=as_is
     )

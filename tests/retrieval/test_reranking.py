@@ -104,6 +104,22 @@ def test_convex_fuses_first_stage_scores_generation_and_relevance():
         rerank(model, "q", passages, scores=[1.0])
 
 
+def test_a_generation_score_without_weight_is_not_computed():
+    model = FixedAssessor({"a": 0.2, "b": 0.9, "c": 0.5}, {"a": -5.0, "b": -9.0, "c": -1.0})
+    weights = {"first_stage": 0.5, "generation": 0.0, "relevance": 0.5}
+    passages, first = ["a", "b", "c"], [3.0, 2.5, 1.0]
+    tiny = RerankConfig(weights=weights | {"generation": 1e-9})
+    expected = rerank(model, "q", passages, scores=first, config=tiny)
+
+    def never(query, pairs):
+        raise AssertionError("a score with weight 0 was computed")
+
+    model.generation_scores = never
+    got = rerank(model, "q", passages, scores=first, config=RerankConfig(weights=weights))
+    assert [r.index for r in got] == [r.index for r in expected] == [1, 0, 2]
+    assert [r.score for r in got] == pytest.approx([r.score for r in expected], abs=1e-6)
+
+
 def test_convex_weights_are_checked():
     with pytest.raises(ValueError, match="unknown features"):
         RerankConfig(weights={"bm25": 1.0})
