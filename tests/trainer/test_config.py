@@ -33,7 +33,7 @@ def test_defaults_are_the_measured_recipe_and_the_fold_is_checked():
 
 
 def test_fusion_generation_tokens_are_checked_before_training():
-    assert TrainingConfig().fusion_generation_tokens == (8, 16, 32)
+    assert TrainingConfig().fusion_generation_tokens == (8, 16)
     config = TrainingConfig(fusion_generation_tokens=(32, 16, 16))
     assert config.fusion_generation_tokens == (16, 32)
     assert config.to_dict()["fusion_generation_tokens"] == [16, 32]
