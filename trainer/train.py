@@ -231,6 +231,9 @@ def fit(
         "config": config.to_dict(),
         "data": {k: v for k, v in training_set.stats.items() if k != "kinds"},
     }
+    # Every process lists the checkpoint folder as ``train`` ends: the main process may remove
+    # it only once the others are past that, or they fail on a folder that has gone.
+    trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero() and not config.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainingRun(model=model, summary=summary)
