@@ -19,11 +19,11 @@ SCRIPT = textwrap.dedent(
     # must wait, not remove the checkpoint folder that rank 1 is about to list.
     listing = getattr(hf_trainer, "sort_checkpoints", None)
     if listing is not None and os.environ.get("RANK") == "1":
-        def slow_listing(*args, output_dir, **kwargs):
+        def slow_listing(output_dir, *args, **kwargs):
             time.sleep(2)
             if not os.path.isdir(output_dir):
                 raise RuntimeError("the checkpoint folder was removed while rank 1 still used it")
-            return listing(*args, output_dir=output_dir, **kwargs)
+            return listing(output_dir, *args, **kwargs)
         hf_trainer.sort_checkpoints = slow_listing
     from selfretrieval_trainer.train import TrainingConfig, train
     docs = [Document(id=f"d{i}", title=f"T{i}", text=f"Sentence {i} about topic {i}.")
